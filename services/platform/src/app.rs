@@ -1,0 +1,263 @@
+//! Start-up and shutdown of a service: what every `main.rs` calls.
+//!
+//! [`Application::build`] does everything that can fail at start (database, migrations,
+//! Kafka topics, binding the port) and returns a server that has not started yet;
+//! [`Application::run_until_stopped`] serves until the shutdown future completes.
+//! Tests build it on port 0 with a fresh database and run it in the background.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{ConfigError, ServiceConfig, ServiceDefaults};
+use crate::db::{Db, DbError, Migrations};
+use crate::health::{self, Dependencies};
+use crate::kafka::{self, KafkaProbe, KafkaSetupError};
+use crate::problem::Problem;
+use crate::{error_chain, telemetry};
+
+/// The longest a request may take before the service answers 503 itself.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one service plugs into the platform.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// Name and default port.
+    pub defaults: ServiceDefaults,
+    /// Schemas applied at start, in order; empty for a service without a database.
+    pub migrations: Vec<Migrations>,
+    /// Whether the service owns a database at all (the gateway does not).
+    pub uses_database: bool,
+    /// Whether the service talks to Kafka (the gateway does not).
+    pub uses_kafka: bool,
+    /// Topics created at start if missing.
+    pub topics: Vec<&'static str>,
+}
+
+/// What a service's routes get to work with.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The configuration it started with.
+    pub config: ServiceConfig,
+    /// Its database, when [`ServiceSpec::uses_database`].
+    pub db: Option<Db>,
+}
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration variable is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Kafka could not be reached or set up.
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Tracing could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
+    /// The HTTP server stopped with an error.
+    #[error("serving HTTP failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A built service, bound to its port, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    context: Context,
+}
+
+impl Application {
+    /// Opens the database, creates the topics, binds the port and assembles the routes:
+    /// the platform's (`/health`, `/ready`) and the service's own from `routes`.
+    pub async fn build(
+        spec: &ServiceSpec,
+        config: ServiceConfig,
+        routes: impl FnOnce(&Context) -> Router,
+    ) -> Result<Self, StartError> {
+        let db = if spec.uses_database {
+            let migrations: Vec<&Migrations> = spec.migrations.iter().collect();
+            Some(Db::connect(&config.database_url, &migrations).await?)
+        } else {
+            None
+        };
+        let kafka = if spec.uses_kafka {
+            kafka::ensure_topics(&config.kafka, config.service_name, &spec.topics).await?;
+            Some(KafkaProbe::new(&config.kafka, config.service_name)?)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let context = Context {
+            config,
+            db: db.clone(),
+        };
+        let router = routes(&context)
+            .merge(health::router(Dependencies { db, kafka }))
+            .fallback(|| async {
+                Problem::new(StatusCode::NOT_FOUND, Some("no such resource".to_owned()))
+            });
+        Ok(Self {
+            listener,
+            router: with_standard_layers(router),
+            context,
+        })
+    }
+
+    /// The port it listens on (the OS picks one when `HTTP_ADDR` has port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.context.config.http_addr)
+    }
+
+    /// What the routes were built with.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish and closes
+    /// the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            listener,
+            router,
+            context,
+        } = self;
+        tracing::info!(service = context.config.service_name, addr = %listener.local_addr()?, "listening");
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        if let Some(db) = &context.db {
+            db.close().await;
+        }
+        served
+    }
+}
+
+/// Request ids (kept from the client or made), request spans, and a time limit.
+fn with_standard_layers(router: Router) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+/// The whole life of a service process: read the configuration, set up tracing, build,
+/// serve until Ctrl-C or SIGTERM. A bad configuration or a failed start is printed with
+/// its cause and ends the process with a non-zero code.
+pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCode {
+    let name = spec.defaults.name;
+    let config = match ServiceConfig::from_env(spec.defaults) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before the runtime exists: see the telemetry module on why.
+    let telemetry = match telemetry::init(name, config.zipkin_endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{name}: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        let app = Application::build(&spec, config, routes).await?;
+        app.run_until_stopped(shutdown_signal())
+            .await
+            .map_err(StartError::Serve)
+    });
+    let code = match outcome {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "{name} failed");
+            eprintln!("{name}: {}", error_chain(&error));
+            ExitCode::FAILURE
+        }
+    };
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    telemetry.shutdown();
+    code
+}

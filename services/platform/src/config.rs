@@ -1,0 +1,339 @@
+//! Service configuration from environment variables, with working local defaults.
+//!
+//! Every variable is parsed once at start; a bad value stops the service with a
+//! [`ConfigError`] naming the variable, the value and the rule it breaks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything a service reads from its environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// The service's name: its Zipkin service name, Kafka client id and consumer group.
+    pub service_name: &'static str,
+    /// Where the HTTP server listens (`HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// Its own database (`DATABASE_URL`): SQLite by default, PostgreSQL by `postgres://`.
+    pub database_url: String,
+    /// Kafka connection and topic settings.
+    pub kafka: KafkaConfig,
+    /// Where spans go (`ZIPKIN_ENDPOINT`); `None` when set to the empty string.
+    pub zipkin_endpoint: Option<String>,
+    /// How a handler failure that may pass is retried before the dead-letter topic.
+    pub retry: RetryPolicy,
+}
+
+/// Kafka settings shared by producers, consumers and topic creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `KAFKA_BOOTSTRAP_SERVERS`, comma-separated `host:port` pairs.
+    pub bootstrap_servers: String,
+    /// `KAFKA_TOPIC_PARTITIONS`: partitions of the topics a service creates.
+    pub topic_partitions: i32,
+    /// `KAFKA_REPLICATION_FACTOR`: 1 on one broker, 3 in a 3-broker cluster.
+    pub replication_factor: i32,
+}
+
+/// Retry policy: attempt `n` (1-based) that failed waits `backoff × multiplier^(n-1)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// `RETRY_MAX_ATTEMPTS`: attempts in all, the first included.
+    pub max_attempts: u32,
+    /// `RETRY_BACKOFF_MS`: the wait after the first failed attempt.
+    pub backoff: Duration,
+    /// `RETRY_BACKOFF_MULTIPLIER`: growth of the wait from one attempt to the next.
+    pub multiplier: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff: Duration::from_secs(1),
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the attempt after failed attempt `attempt` (1-based).
+    pub fn backoff_after(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30) as i32;
+        self.backoff.mul_f64(self.multiplier.powi(exponent))
+    }
+}
+
+/// A configuration variable that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable's name.
+    pub variable: &'static str,
+    /// The value it had.
+    pub value: String,
+    /// The rule the value breaks.
+    pub reason: String,
+}
+
+/// Defaults that differ from one service to the next.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDefaults {
+    /// The name of the service (`order-service`, ...).
+    pub name: &'static str,
+    /// Its port from the contract (8080..8085).
+    pub port: u16,
+}
+
+impl ServiceConfig {
+    /// Reads the configuration from the process environment.
+    pub fn from_env(defaults: ServiceDefaults) -> Result<Self, ConfigError> {
+        Self::from_lookup(defaults, |name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, which returns a variable's value if set.
+    pub fn from_lookup(
+        defaults: ServiceDefaults,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let http_addr = vars.parse(
+            "HTTP_ADDR",
+            || SocketAddr::from(([127, 0, 0, 1], defaults.port)),
+            |v| {
+                v.parse::<SocketAddr>()
+                    .map_err(|_| "expected host:port, e.g. 127.0.0.1:8081".to_owned())
+            },
+        )?;
+        let database_url = vars.parse(
+            "DATABASE_URL",
+            || default_database_url(defaults.name),
+            |v| {
+                if v.starts_with("sqlite:")
+                    || v.starts_with("postgres://")
+                    || v.starts_with("postgresql://")
+                {
+                    Ok(v.to_owned())
+                } else {
+                    Err("expected a sqlite: or postgres:// URL".to_owned())
+                }
+            },
+        )?;
+        let bootstrap_servers = vars.parse(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            || "127.0.0.1:9092".to_owned(),
+            |v| {
+                let valid = v.split(',').all(|server| {
+                    server
+                        .rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                });
+                if valid {
+                    Ok(v.to_owned())
+                } else {
+                    Err("expected host:port[,host:port...]".to_owned())
+                }
+            },
+        )?;
+        let topic_partitions = vars.parse(
+            "KAFKA_TOPIC_PARTITIONS",
+            || 3,
+            |v| positive::<i32>(v, 10_000),
+        )?;
+        let replication_factor =
+            vars.parse("KAFKA_REPLICATION_FACTOR", || 1, |v| positive::<i32>(v, 16))?;
+        let zipkin_endpoint = vars.parse(
+            "ZIPKIN_ENDPOINT",
+            || Some("http://127.0.0.1:9411/api/v2/spans".to_owned()),
+            |v| match v {
+                "" => Ok(None),
+                url if url.starts_with("http://") || url.starts_with("https://") => {
+                    Ok(Some(url.to_owned()))
+                }
+                _ => {
+                    Err("expected an http(s):// URL, or empty to disable tracing export".to_owned())
+                }
+            },
+        )?;
+        let default_retry = RetryPolicy::default();
+        let retry = RetryPolicy {
+            max_attempts: vars.parse(
+                "RETRY_MAX_ATTEMPTS",
+                || default_retry.max_attempts,
+                |v| positive::<u32>(v, 100),
+            )?,
+            backoff: vars.parse(
+                "RETRY_BACKOFF_MS",
+                || default_retry.backoff,
+                |v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|ms| *ms <= 3_600_000)
+                        .map(Duration::from_millis)
+                        .ok_or_else(|| "expected milliseconds from 0 to 3600000".to_owned())
+                },
+            )?,
+            multiplier: vars.parse(
+                "RETRY_BACKOFF_MULTIPLIER",
+                || default_retry.multiplier,
+                |v| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|m| (1.0..=10.0).contains(m))
+                        .ok_or_else(|| "expected a number from 1 to 10".to_owned())
+                },
+            )?,
+        };
+        Ok(Self {
+            service_name: defaults.name,
+            http_addr,
+            database_url,
+            kafka: KafkaConfig {
+                bootstrap_servers,
+                topic_partitions,
+                replication_factor,
+            },
+            zipkin_endpoint,
+            retry,
+        })
+    }
+}
+
+/// `./data/<service>.db`, created if missing.
+fn default_database_url(service: &str) -> String {
+    format!("sqlite://data/{service}.db?mode=rwc")
+}
+
+fn positive<T>(value: &str, max: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display + Copy,
+{
+    value
+        .parse::<T>()
+        .ok()
+        .filter(|n| *n >= T::from(1) && *n <= max)
+        .ok_or_else(|| format!("expected a whole number from 1 to {max}"))
+}
+
+struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+    /// Parses `name` with `parse`, or returns `default()` when it is unset.
+    fn parse<T>(
+        &self,
+        name: &'static str,
+        default: impl FnOnce() -> T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match (self.0)(name) {
+            None => Ok(default()),
+            Some(value) => parse(value.trim()).map_err(|reason| ConfigError {
+                variable: name,
+                value,
+                reason,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const ORDER: ServiceDefaults = ServiceDefaults {
+        name: "order-service",
+        port: 8082,
+    };
+
+    fn config(vars: &[(&str, &str)]) -> Result<ServiceConfig, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ServiceConfig::from_lookup(ORDER, |name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_work_locally_without_any_variable() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.http_addr, "127.0.0.1:8082".parse().expect("literal"));
+        assert_eq!(
+            config.database_url,
+            "sqlite://data/order-service.db?mode=rwc"
+        );
+        assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(config.kafka.topic_partitions, 3);
+        assert_eq!(config.kafka.replication_factor, 1);
+        assert_eq!(
+            config.zipkin_endpoint.as_deref(),
+            Some("http://127.0.0.1:9411/api/v2/spans")
+        );
+        assert_eq!(config.retry, RetryPolicy::default());
+    }
+
+    #[test]
+    fn variables_override_the_defaults() {
+        let config = config(&[
+            ("HTTP_ADDR", "0.0.0.0:9000"),
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/order_service",
+            ),
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9094"),
+            ("KAFKA_TOPIC_PARTITIONS", "6"),
+            ("KAFKA_REPLICATION_FACTOR", "3"),
+            ("ZIPKIN_ENDPOINT", ""),
+            ("RETRY_MAX_ATTEMPTS", "3"),
+            ("RETRY_BACKOFF_MS", "10"),
+            ("RETRY_BACKOFF_MULTIPLIER", "1.5"),
+        ])
+        .expect("valid values");
+        assert_eq!(config.http_addr.port(), 9000);
+        assert!(config.database_url.starts_with("postgres://"));
+        assert_eq!(config.kafka.topic_partitions, 6);
+        assert_eq!(config.kafka.replication_factor, 3);
+        assert_eq!(config.zipkin_endpoint, None);
+        assert_eq!(
+            config.retry,
+            RetryPolicy {
+                max_attempts: 3,
+                backoff: Duration::from_millis(10),
+                multiplier: 1.5
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_its_variable() {
+        for (variable, value) in [
+            ("HTTP_ADDR", "localhost"),
+            ("DATABASE_URL", "mysql://x"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1"),
+            ("KAFKA_TOPIC_PARTITIONS", "0"),
+            ("KAFKA_REPLICATION_FACTOR", "three"),
+            ("ZIPKIN_ENDPOINT", "127.0.0.1:9411"),
+            ("RETRY_MAX_ATTEMPTS", "-1"),
+            ("RETRY_BACKOFF_MS", "soon"),
+            ("RETRY_BACKOFF_MULTIPLIER", "0.5"),
+        ] {
+            let error = config(&[(variable, value)]).expect_err(variable);
+            assert_eq!(error.variable, variable);
+            assert_eq!(error.value, value);
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("invalid {variable}=")),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_by_the_multiplier() {
+        let policy = RetryPolicy::default();
+        let waits: Vec<u64> = (1..=4)
+            .map(|n| policy.backoff_after(n).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [1000, 2000, 4000, 8000]);
+    }
+}

@@ -1,0 +1,99 @@
+//! `GET /health` (the process runs) and `GET /ready` (its database and Kafka answer).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::kafka::KafkaProbe;
+
+/// What `/ready` checks: whichever of the two the service has.
+#[derive(Debug, Clone, Default)]
+pub struct Dependencies {
+    /// The service's database, if it owns one.
+    pub db: Option<Db>,
+    /// The Kafka cluster, if the service talks to it.
+    pub kafka: Option<KafkaProbe>,
+}
+
+/// The routes `/health` and `/ready`.
+pub fn router(dependencies: Dependencies) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(dependencies)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "UP" }))
+}
+
+/// The body of `/ready`: overall status and one entry per dependency.
+#[derive(Debug, Serialize)]
+struct Readiness {
+    status: Status,
+    checks: Vec<Check>,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "UPPERCASE")]
+enum Status {
+    Up,
+    Down,
+}
+
+impl Check {
+    fn from_result<T, E: std::error::Error>(name: &'static str, result: Result<T, E>) -> Self {
+        match result {
+            Ok(_) => Self {
+                name,
+                status: Status::Up,
+                error: None,
+            },
+            Err(error) => Self {
+                name,
+                status: Status::Down,
+                error: Some(crate::error_chain(&error)),
+            },
+        }
+    }
+}
+
+async fn ready(State(dependencies): State<Dependencies>) -> Response {
+    let database = async {
+        match &dependencies.db {
+            Some(db) => Some(Check::from_result("database", db.ping().await)),
+            None => None,
+        }
+    };
+    let kafka = async {
+        match &dependencies.kafka {
+            Some(kafka) => Some(Check::from_result("kafka", kafka.ping().await)),
+            None => None,
+        }
+    };
+    let (database, kafka) = tokio::join!(database, kafka);
+    let checks: Vec<Check> = database.into_iter().chain(kafka).collect();
+    let status = if checks.iter().all(|c| c.status == Status::Up) {
+        Status::Up
+    } else {
+        Status::Down
+    };
+    let code = if status == Status::Up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(Readiness { status, checks })).into_response()
+}

@@ -1,0 +1,29 @@
+//! The runtime every service of the system shares, so that none re-implements it:
+//! configuration ([`config`]), its own database ([`db`]), Kafka set-up ([`kafka`]),
+//! tracing to Zipkin ([`telemetry`]), problem+json errors ([`problem`]), health and
+//! readiness ([`health`]) and the process life cycle ([`app`]).
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod kafka;
+pub mod problem;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use app::{Application, Context, ServiceSpec};
+pub use config::{ServiceConfig, ServiceDefaults};
+
+/// `error: cause: cause ...`: an error and its sources on one line, for logs and probes.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

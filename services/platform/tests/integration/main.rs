@@ -1,0 +1,6 @@
+//! The platform against the real stack: Kafka, Zipkin, SQLite and PostgreSQL.
+//! One binary, one module per concern (see `./test.sh` for how the stack is started).
+
+mod database;
+mod kafka_roundtrip;
+mod zipkin_roundtrip;

@@ -1,0 +1,1 @@
+CREATE TABLE first_schema (id TEXT PRIMARY KEY, created_at_ms BIGINT NOT NULL);

@@ -1,0 +1,1 @@
+CREATE TABLE second_schema (id TEXT PRIMARY KEY, payload TEXT NOT NULL);
