@@ -7,6 +7,7 @@
 #   stack/stack.sh start [kafka] [zipkin] [postgres]   start (default: kafka zipkin); waits until each answers
 #   stack/stack.sh stop  [kafka] [zipkin] [postgres]   stop (default: all)
 #   stack/stack.sh status                              what runs, where
+#   stack/stack.sh running COMPONENT...                exit 0 if all of them run
 #   stack/stack.sh logs kafka|zipkin|postgres          follow a component's log
 #   stack/stack.sh install [kafka] [zipkin] [postgres] resolve jars / install packages only
 #   stack/stack.sh cli CLASS [ARGS...]                 run a Kafka tool (see stack/bin/)
@@ -18,6 +19,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${STACK_DIR:-$ROOT/.stack}
+KAFKA_SHAPE_SET=${KAFKA_BROKERS:-}${KAFKA_PORT:-}
 KAFKA_BROKERS=${KAFKA_BROKERS:-1}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 ZIPKIN_PORT=${ZIPKIN_PORT:-9411}
@@ -100,7 +102,10 @@ java_opts() {
 
 # ---------------------------------------------------------------------------- Kafka
 
-kafka_node_dir() { echo "$STATE/kafka/cluster-$KAFKA_BROKERS/node-$1"; }
+# One folder per cluster shape, so a 3-broker cluster on other ports can run beside the
+# single broker (./test.sh does that) without sharing any state.
+kafka_cluster_dir() { echo "$STATE/kafka/${KAFKA_BROKERS}x$KAFKA_PORT"; }
+kafka_node_dir() { echo "$(kafka_cluster_dir)/node-$1"; }
 kafka_bootstrap() {
   local i out=()
   for ((i = 0; i < KAFKA_BROKERS; i++)); do out+=("127.0.0.1:$((KAFKA_PORT + 2 * i))"); done
@@ -153,7 +158,7 @@ start_kafka() {
   install_kafka
   local cp cluster_id_file cluster_id i dir port
   cp=$(cat "$STATE/kafka/classpath")
-  cluster_id_file="$STATE/kafka/cluster-$KAFKA_BROKERS/cluster-id"
+  cluster_id_file="$(kafka_cluster_dir)/cluster-id"
   mkdir -p "$(dirname "$cluster_id_file")"
   if [[ ! -s $cluster_id_file ]]; then
     java -cp "$cp" $(java_opts tool) kafka.tools.StorageTool random-uuid >"$cluster_id_file"
@@ -187,28 +192,43 @@ start_kafka() {
   log "kafka up: bootstrap $(kafka_bootstrap) (KRaft, $KAFKA_BROKERS node(s))"
 }
 
-stop_pidfile() {
-  local pidfile=$1 name=$2 pid
-  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
-  pid=$(cat "$pidfile")
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 60))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS > deadline)); then log "$name did not stop in 60 s: killing it"; kill -KILL "$pid" 2>/dev/null || true; fi
-    sleep 0.3
+# Sends SIGTERM to every process in the pid files given, then waits for all of them
+# (SIGKILL after 60 s). Signalling all first matters for a KRaft cluster: a node that
+# stops alone after its peers waits in vain for the quorum.
+stop_pidfiles() {
+  local name=$1 pidfile pids=() label
+  shift
+  for pidfile in "$@"; do
+    if pid_alive "$pidfile"; then
+      pids+=("$(cat "$pidfile")")
+      label=$(basename "$(dirname "$pidfile")")
+      [[ $label == "$name" ]] && label="" || label=" $label"
+      log "stopping $name$label (pid ${pids[-1]})"
+      kill -TERM "${pids[-1]}" 2>/dev/null || true
+    fi
   done
-  rm -f "$pidfile"
-}
-
-stop_kafka() {
-  local n i
-  # Stop every cluster size that may run, newest node first so the quorum goes last.
-  for n in 3 1; do
-    for ((i = n; i >= 1; i--)); do
-      stop_pidfile "$STATE/kafka/cluster-$n/node-$i/pid" "kafka node $i"
+  local deadline=$((SECONDS + 60)) pid
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if ((SECONDS > deadline)); then log "pid $pid did not stop in 60 s: killing it"; kill -KILL "$pid" 2>/dev/null || true; fi
+      sleep 0.3
     done
   done
+  rm -f "$@"
+}
+
+# Stops the cluster that KAFKA_BROKERS and KAFKA_PORT name, or every cluster when
+# neither is set.
+stop_kafka() {
+  local i pidfiles=()
+  if [[ -n $KAFKA_SHAPE_SET ]]; then
+    for ((i = 1; i <= KAFKA_BROKERS; i++)); do pidfiles+=("$(kafka_node_dir "$i")/pid"); done
+  else
+    shopt -s nullglob
+    pidfiles=("$STATE"/kafka/*/node-*/pid)
+    shopt -u nullglob
+  fi
+  stop_pidfiles kafka "${pidfiles[@]}"
 }
 
 # ---------------------------------------------------------------------------- Zipkin
@@ -231,7 +251,7 @@ start_zipkin() {
   log "zipkin up: http://127.0.0.1:$ZIPKIN_PORT"
 }
 
-stop_zipkin() { stop_pidfile "$STATE/zipkin/pid" zipkin; }
+stop_zipkin() { stop_pidfiles zipkin "$STATE/zipkin/pid"; }
 
 # ---------------------------------------------------------------------------- PostgreSQL
 
@@ -331,8 +351,20 @@ case $cmd in
     for c in "$@"; do "install_$c"; done
     ;;
   status) status ;;
+  running)
+    # Exit 0 when every named component runs (for scripts that stop only what they started).
+    (($#)) || die "usage: stack.sh running kafka|zipkin|postgres..."
+    components "$@"
+    for c in "$@"; do
+      case $c in
+        kafka) kafka_running ;;
+        zipkin) pid_alive "$STATE/zipkin/pid" ;;
+        postgres) pg_bindir >/dev/null && pg_running ;;
+      esac || exit 1
+    done
+    ;;
   logs) logs "$@" ;;
   cli) cli "$@" ;;
   bootstrap) kafka_bootstrap ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -4,10 +4,7 @@ use axum::Router;
 use platform::{Context, ServiceDefaults, ServiceSpec};
 
 /// Name and port from the contract.
-pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
-    name: "gateway",
-    port: 8080,
-};
+pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "gateway", port: 8080 };
 
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {

@@ -110,24 +110,12 @@ impl Application {
         };
         let listener = TcpListener::bind(config.http_addr)
             .await
-            .map_err(|source| StartError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-        let context = Context {
-            config,
-            db: db.clone(),
-        };
+            .map_err(|source| StartError::Bind { addr: config.http_addr, source })?;
+        let context = Context { config, db: db.clone() };
         let router = routes(&context)
             .merge(health::router(Dependencies { db, kafka }))
-            .fallback(|| async {
-                Problem::new(StatusCode::NOT_FOUND, Some("no such resource".to_owned()))
-            });
-        Ok(Self {
-            listener,
-            router: with_standard_layers(router),
-            context,
-        })
+            .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, Some("no such resource".to_owned())) });
+        Ok(Self { listener, router: with_standard_layers(router), context })
     }
 
     /// The port it listens on (the OS picks one when `HTTP_ADDR` has port 0).
@@ -137,9 +125,7 @@ impl Application {
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or(self.context.config.http_addr)
+        self.listener.local_addr().unwrap_or(self.context.config.http_addr)
     }
 
     /// What the routes were built with.
@@ -153,15 +139,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Self {
-            listener,
-            router,
-            context,
-        } = self;
+        let Self { listener, router, context } = self;
         tracing::info!(service = context.config.service_name, addr = %listener.local_addr()?, "listening");
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
         if let Some(db) = &context.db {
             db.close().await;
         }
@@ -173,10 +153,7 @@ impl Application {
 fn with_standard_layers(router: Router) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -230,10 +207,7 @@ pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("{name}: cannot start the async runtime: {error}");
@@ -242,9 +216,7 @@ pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCo
     };
     let outcome = runtime.block_on(async move {
         let app = Application::build(&spec, config, routes).await?;
-        app.run_until_stopped(shutdown_signal())
-            .await
-            .map_err(StartError::Serve)
+        app.run_until_stopped(shutdown_signal()).await.map_err(StartError::Serve)
     });
     let code = match outcome {
         Ok(()) => {

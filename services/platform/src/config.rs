@@ -47,11 +47,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            backoff: Duration::from_secs(1),
-            multiplier: 2.0,
-        }
+        Self { max_attempts: 5, backoff: Duration::from_secs(1), multiplier: 2.0 }
     }
 }
 
@@ -99,18 +95,13 @@ impl ServiceConfig {
         let http_addr = vars.parse(
             "HTTP_ADDR",
             || SocketAddr::from(([127, 0, 0, 1], defaults.port)),
-            |v| {
-                v.parse::<SocketAddr>()
-                    .map_err(|_| "expected host:port, e.g. 127.0.0.1:8081".to_owned())
-            },
+            |v| v.parse::<SocketAddr>().map_err(|_| "expected host:port, e.g. 127.0.0.1:8081".to_owned()),
         )?;
         let database_url = vars.parse(
             "DATABASE_URL",
             || default_database_url(defaults.name),
             |v| {
-                if v.starts_with("sqlite:")
-                    || v.starts_with("postgres://")
-                    || v.starts_with("postgresql://")
+                if v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")
                 {
                     Ok(v.to_owned())
                 } else {
@@ -127,31 +118,18 @@ impl ServiceConfig {
                         .rsplit_once(':')
                         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
                 });
-                if valid {
-                    Ok(v.to_owned())
-                } else {
-                    Err("expected host:port[,host:port...]".to_owned())
-                }
+                if valid { Ok(v.to_owned()) } else { Err("expected host:port[,host:port...]".to_owned()) }
             },
         )?;
-        let topic_partitions = vars.parse(
-            "KAFKA_TOPIC_PARTITIONS",
-            || 3,
-            |v| positive::<i32>(v, 10_000),
-        )?;
-        let replication_factor =
-            vars.parse("KAFKA_REPLICATION_FACTOR", || 1, |v| positive::<i32>(v, 16))?;
+        let topic_partitions = vars.parse("KAFKA_TOPIC_PARTITIONS", || 3, |v| positive::<i32>(v, 10_000))?;
+        let replication_factor = vars.parse("KAFKA_REPLICATION_FACTOR", || 1, |v| positive::<i32>(v, 16))?;
         let zipkin_endpoint = vars.parse(
             "ZIPKIN_ENDPOINT",
             || Some("http://127.0.0.1:9411/api/v2/spans".to_owned()),
             |v| match v {
                 "" => Ok(None),
-                url if url.starts_with("http://") || url.starts_with("https://") => {
-                    Ok(Some(url.to_owned()))
-                }
-                _ => {
-                    Err("expected an http(s):// URL, or empty to disable tracing export".to_owned())
-                }
+                url if url.starts_with("http://") || url.starts_with("https://") => Ok(Some(url.to_owned())),
+                _ => Err("expected an http(s):// URL, or empty to disable tracing export".to_owned()),
             },
         )?;
         let default_retry = RetryPolicy::default();
@@ -187,11 +165,7 @@ impl ServiceConfig {
             service_name: defaults.name,
             http_addr,
             database_url,
-            kafka: KafkaConfig {
-                bootstrap_servers,
-                topic_partitions,
-                replication_factor,
-            },
+            kafka: KafkaConfig { bootstrap_servers, topic_partitions, replication_factor },
             zipkin_endpoint,
             retry,
         })
@@ -226,11 +200,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     ) -> Result<T, ConfigError> {
         match (self.0)(name) {
             None => Ok(default()),
-            Some(value) => parse(value.trim()).map_err(|reason| ConfigError {
-                variable: name,
-                value,
-                reason,
-            }),
+            Some(value) => {
+                parse(value.trim()).map_err(|reason| ConfigError { variable: name, value, reason })
+            }
         }
     }
 }
@@ -240,16 +212,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const ORDER: ServiceDefaults = ServiceDefaults {
-        name: "order-service",
-        port: 8082,
-    };
+    const ORDER: ServiceDefaults = ServiceDefaults { name: "order-service", port: 8082 };
 
     fn config(vars: &[(&str, &str)]) -> Result<ServiceConfig, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         ServiceConfig::from_lookup(ORDER, |name| vars.get(name).cloned())
     }
 
@@ -257,17 +224,11 @@ mod tests {
     fn defaults_work_locally_without_any_variable() {
         let config = config(&[]).expect("defaults are valid");
         assert_eq!(config.http_addr, "127.0.0.1:8082".parse().expect("literal"));
-        assert_eq!(
-            config.database_url,
-            "sqlite://data/order-service.db?mode=rwc"
-        );
+        assert_eq!(config.database_url, "sqlite://data/order-service.db?mode=rwc");
         assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
         assert_eq!(config.kafka.topic_partitions, 3);
         assert_eq!(config.kafka.replication_factor, 1);
-        assert_eq!(
-            config.zipkin_endpoint.as_deref(),
-            Some("http://127.0.0.1:9411/api/v2/spans")
-        );
+        assert_eq!(config.zipkin_endpoint.as_deref(), Some("http://127.0.0.1:9411/api/v2/spans"));
         assert_eq!(config.retry, RetryPolicy::default());
     }
 
@@ -275,10 +236,7 @@ mod tests {
     fn variables_override_the_defaults() {
         let config = config(&[
             ("HTTP_ADDR", "0.0.0.0:9000"),
-            (
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/order_service",
-            ),
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/order_service"),
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9094"),
             ("KAFKA_TOPIC_PARTITIONS", "6"),
             ("KAFKA_REPLICATION_FACTOR", "3"),
@@ -295,11 +253,7 @@ mod tests {
         assert_eq!(config.zipkin_endpoint, None);
         assert_eq!(
             config.retry,
-            RetryPolicy {
-                max_attempts: 3,
-                backoff: Duration::from_millis(10),
-                multiplier: 1.5
-            }
+            RetryPolicy { max_attempts: 3, backoff: Duration::from_millis(10), multiplier: 1.5 }
         );
     }
 
@@ -319,21 +273,14 @@ mod tests {
             let error = config(&[(variable, value)]).expect_err(variable);
             assert_eq!(error.variable, variable);
             assert_eq!(error.value, value);
-            assert!(
-                error
-                    .to_string()
-                    .starts_with(&format!("invalid {variable}=")),
-                "{error}"
-            );
+            assert!(error.to_string().starts_with(&format!("invalid {variable}=")), "{error}");
         }
     }
 
     #[test]
     fn backoff_grows_by_the_multiplier() {
         let policy = RetryPolicy::default();
-        let waits: Vec<u64> = (1..=4)
-            .map(|n| policy.backoff_after(n).as_millis() as u64)
-            .collect();
+        let waits: Vec<u64> = (1..=4).map(|n| policy.backoff_after(n).as_millis() as u64).collect();
         assert_eq!(waits, [1000, 2000, 4000, 8000]);
     }
 }

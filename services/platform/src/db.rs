@@ -69,15 +69,8 @@ impl Db {
     /// applies `migrations` in order.
     pub async fn connect(url: &str, migrations: &[&Migrations]) -> Result<Self, DbError> {
         install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
-        let connect_error = |source| DbError::Connect {
-            url: mask_password(url),
-            source,
-        };
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let connect_error = |source| DbError::Connect { url: mask_password(url), source };
         let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         let pool = match backend {
             Backend::Sqlite => {
@@ -135,10 +128,7 @@ impl Db {
 
     /// Answers whether the database takes a query.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
     /// Closes every connection, waiting for those in use to be returned.
@@ -181,10 +171,7 @@ mod tests {
             mask_password("postgres://app:s3cret@db:5432/orders"),
             "postgres://app:***@db:5432/orders"
         );
-        assert_eq!(
-            mask_password("postgres://app@db/orders"),
-            "postgres://app@db/orders"
-        );
+        assert_eq!(mask_password("postgres://app@db/orders"), "postgres://app@db/orders");
         assert_eq!(mask_password("sqlite://data/x.db"), "sqlite://data/x.db");
     }
 }

@@ -21,10 +21,7 @@ pub struct Dependencies {
 
 /// The routes `/health` and `/ready`.
 pub fn router(dependencies: Dependencies) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .with_state(dependencies)
+    Router::new().route("/health", get(health)).route("/ready", get(ready)).with_state(dependencies)
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -56,16 +53,8 @@ enum Status {
 impl Check {
     fn from_result<T, E: std::error::Error>(name: &'static str, result: Result<T, E>) -> Self {
         match result {
-            Ok(_) => Self {
-                name,
-                status: Status::Up,
-                error: None,
-            },
-            Err(error) => Self {
-                name,
-                status: Status::Down,
-                error: Some(crate::error_chain(&error)),
-            },
+            Ok(_) => Self { name, status: Status::Up, error: None },
+            Err(error) => Self { name, status: Status::Down, error: Some(crate::error_chain(&error)) },
         }
     }
 }
@@ -85,15 +74,7 @@ async fn ready(State(dependencies): State<Dependencies>) -> Response {
     };
     let (database, kafka) = tokio::join!(database, kafka);
     let checks: Vec<Check> = database.into_iter().chain(kafka).collect();
-    let status = if checks.iter().all(|c| c.status == Status::Up) {
-        Status::Up
-    } else {
-        Status::Down
-    };
-    let code = if status == Status::Up {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if checks.iter().all(|c| c.status == Status::Up) { Status::Up } else { Status::Down };
+    let code = if status == Status::Up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(Readiness { status, checks })).into_response()
 }

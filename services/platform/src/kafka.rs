@@ -57,30 +57,19 @@ pub async fn ensure_topics(
     if topics.is_empty() {
         return Ok(());
     }
-    let client_error = |source| KafkaSetupError::Client {
-        bootstrap: kafka.bootstrap_servers.clone(),
-        source,
-    };
-    let admin: AdminClient<DefaultClientContext> = client_config(kafka, client_id)
-        .create()
-        .map_err(client_error)?;
+    let client_error =
+        |source| KafkaSetupError::Client { bootstrap: kafka.bootstrap_servers.clone(), source };
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka, client_id).create().map_err(client_error)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|topic| {
-            NewTopic::new(
-                topic,
-                kafka.topic_partitions,
-                TopicReplication::Fixed(kafka.replication_factor),
-            )
+            NewTopic::new(topic, kafka.topic_partitions, TopicReplication::Fixed(kafka.replication_factor))
         })
         .collect();
-    let options = AdminOptions::new()
-        .operation_timeout(Some(BROKER_TIMEOUT))
-        .request_timeout(Some(BROKER_TIMEOUT));
-    let results = admin
-        .create_topics(&new_topics, &options)
-        .await
-        .map_err(client_error)?;
+    let options =
+        AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT)).request_timeout(Some(BROKER_TIMEOUT));
+    let results = admin.create_topics(&new_topics, &options).await.map_err(client_error)?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -99,25 +88,17 @@ pub struct KafkaProbe {
 
 impl std::fmt::Debug for KafkaProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaProbe")
-            .field("bootstrap", &self.bootstrap)
-            .finish()
+        f.debug_struct("KafkaProbe").field("bootstrap", &self.bootstrap).finish()
     }
 }
 
 impl KafkaProbe {
     /// Creates the probe's client; this does not contact the broker yet.
     pub fn new(kafka: &KafkaConfig, client_id: &str) -> Result<Self, KafkaSetupError> {
-        let producer = client_config(kafka, &format!("{client_id}-probe"))
-            .create()
-            .map_err(|source| KafkaSetupError::Client {
-                bootstrap: kafka.bootstrap_servers.clone(),
-                source,
-            })?;
-        Ok(Self {
-            producer: Arc::new(producer),
-            bootstrap: kafka.bootstrap_servers.clone(),
-        })
+        let producer = client_config(kafka, &format!("{client_id}-probe")).create().map_err(|source| {
+            KafkaSetupError::Client { bootstrap: kafka.bootstrap_servers.clone(), source }
+        })?;
+        Ok(Self { producer: Arc::new(producer), bootstrap: kafka.bootstrap_servers.clone() })
     }
 
     /// Asks the cluster for its brokers; `Ok(n)` is how many answered in the metadata.
@@ -125,17 +106,11 @@ impl KafkaProbe {
         let producer = self.producer.clone();
         // librdkafka's metadata call blocks its thread.
         let metadata = tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(None, BROKER_TIMEOUT)
-                .map(|m| m.brokers().len())
+            producer.client().fetch_metadata(None, BROKER_TIMEOUT).map(|m| m.brokers().len())
         })
         .await
         .map_err(|_| KafkaError::Canceled)
         .and_then(|result| result);
-        metadata.map_err(|source| KafkaSetupError::Client {
-            bootstrap: self.bootstrap.clone(),
-            source,
-        })
+        metadata.map_err(|source| KafkaSetupError::Client { bootstrap: self.bootstrap.clone(), source })
     }
 }

@@ -61,19 +61,15 @@ impl Telemetry {
 /// Installs the process-wide subscriber: log lines to stderr (filtered by `RUST_LOG`)
 /// and, when `zipkin_endpoint` is set, every span exported to Zipkin as `service_name`.
 /// W3C trace context becomes the global propagator.
-pub fn init(
-    service_name: &'static str,
-    zipkin_endpoint: Option<&str>,
-) -> Result<Telemetry, TelemetryError> {
+pub fn init(service_name: &'static str, zipkin_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(true);
-    let provider = zipkin_endpoint
-        .map(|endpoint| zipkin_tracer_provider(service_name, endpoint))
-        .transpose()?;
+        // Colours only for a person at a terminal, not in log files or pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let provider =
+        zipkin_endpoint.map(|endpoint| zipkin_tracer_provider(service_name, endpoint)).transpose()?;
     let otel = provider.as_ref().map(|provider| {
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracing_opentelemetry::layer().with_tracer(provider.tracer(service_name))
@@ -107,11 +103,7 @@ pub fn zipkin_tracer_provider(
             .build())
     })
     .join()
-    .unwrap_or_else(|_| {
-        Err(TelemetryError::Exporter(
-            "exporter set-up thread panicked".to_owned(),
-        ))
-    })
+    .unwrap_or_else(|_| Err(TelemetryError::Exporter("exporter set-up thread panicked".to_owned())))
 }
 
 /// The exporter's HTTP client: a blocking reqwest client that fills in each span's
@@ -129,10 +121,7 @@ impl ServiceNamingClient {
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_else(|_| reqwest::blocking::Client::new());
-        Self {
-            inner,
-            service_name,
-        }
+        Self { inner, service_name }
     }
 }
 
@@ -141,9 +130,7 @@ impl HttpClient for ServiceNamingClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (parts, body) = request.into_parts();
         let body = name_local_endpoints(&body, self.service_name)?;
-        self.inner
-            .send_bytes(Request::from_parts(parts, body))
-            .await
+        self.inner.send_bytes(Request::from_parts(parts, body)).await
     }
 }
 
@@ -152,9 +139,7 @@ fn name_local_endpoints(body: &[u8], service_name: &str) -> Result<Bytes, serde_
     let mut spans: Vec<serde_json::Value> = serde_json::from_slice(body)?;
     for span in &mut spans {
         if let Some(span) = span.as_object_mut() {
-            let endpoint = span
-                .entry("localEndpoint")
-                .or_insert_with(|| serde_json::json!({}));
+            let endpoint = span.entry("localEndpoint").or_insert_with(|| serde_json::json!({}));
             if let Some(endpoint) = endpoint.as_object_mut() {
                 endpoint.insert("serviceName".to_owned(), service_name.into());
             }
@@ -169,11 +154,11 @@ mod tests {
 
     #[test]
     fn every_span_gets_the_service_name_and_keeps_its_fields() {
-        let body = br#"[{"id":"1","localEndpoint":{}},{"id":"2","localEndpoint":{"ipv4":"10.0.0.1"}},{"id":"3"}]"#;
-        let named: Vec<serde_json::Value> = serde_json::from_slice(
-            &name_local_endpoints(body, "order-service").expect("valid json"),
-        )
-        .expect("json");
+        let body =
+            br#"[{"id":"1","localEndpoint":{}},{"id":"2","localEndpoint":{"ipv4":"10.0.0.1"}},{"id":"3"}]"#;
+        let named: Vec<serde_json::Value> =
+            serde_json::from_slice(&name_local_endpoints(body, "order-service").expect("valid json"))
+                .expect("json");
         for (span, id) in named.iter().zip(["1", "2", "3"]) {
             assert_eq!(span["id"], id);
             assert_eq!(span["localEndpoint"]["serviceName"], "order-service");

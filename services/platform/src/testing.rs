@@ -96,9 +96,9 @@ impl TestDatabase {
 
 async fn connect_postgres(url: &str) -> sqlx::PgConnection {
     use sqlx::Connection as _;
-    sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is not reachable (is the stack up? ./test.sh starts it): {e}"))
+    sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {url} is not reachable (is the stack up? ./test.sh starts it): {e}")
+    })
 }
 
 impl Drop for TestDatabase {
@@ -116,11 +116,13 @@ impl Drop for TestDatabase {
                     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                     runtime.block_on(async {
                         let mut admin = connect_postgres(&admin_url).await;
-                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                            .execute(&mut admin)
-                            .await
-                            .map(|_| ())
-                            .map_err(std::io::Error::other)
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut admin)
+                        .await
+                        .map(|_| ())
+                        .map_err(std::io::Error::other)
                     })
                 })
                 .join();
@@ -141,7 +143,11 @@ pub fn service_config(spec: &ServiceSpec, database_url: &str) -> ServiceConfig {
         database_url: database_url.to_owned(),
         kafka: kafka_config(),
         zipkin_endpoint: None,
-        retry: RetryPolicy { max_attempts: 5, backoff: std::time::Duration::from_millis(50), multiplier: 2.0 },
+        retry: RetryPolicy {
+            max_attempts: 5,
+            backoff: std::time::Duration::from_millis(50),
+            multiplier: 2.0,
+        },
     }
 }
 
@@ -156,7 +162,11 @@ pub struct TestService {
 
 impl TestService {
     /// Builds the service from `spec` and `config` and serves it in the background.
-    pub async fn spawn(spec: &ServiceSpec, config: ServiceConfig, routes: impl FnOnce(&Context) -> Router) -> Self {
+    pub async fn spawn(
+        spec: &ServiceSpec,
+        config: ServiceConfig,
+        routes: impl FnOnce(&Context) -> Router,
+    ) -> Self {
         let name = spec.defaults.name;
         let app = Application::build(spec, config, routes)
             .await

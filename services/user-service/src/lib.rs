@@ -5,10 +5,7 @@ use platform::{Context, ServiceDefaults, ServiceSpec};
 use shared_events::topics;
 
 /// Name and port from the contract.
-pub const DEFAULTS: ServiceDefaults = ServiceDefaults {
-    name: "user-service",
-    port: 8081,
-};
+pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "user-service", port: 8081 };
 
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {

@@ -12,7 +12,9 @@ const SECOND: Migrations = Migrations {
 
 async fn table_names(db: &Db) -> Vec<String> {
     let sql = match db.backend() {
-        Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%_schema' ORDER BY name",
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%_schema' ORDER BY name"
+        }
         Backend::Postgres => {
             "SELECT table_name::TEXT FROM information_schema.tables WHERE table_name LIKE '%_schema' ORDER BY table_name"
         }
@@ -32,9 +34,13 @@ async fn two_schemas_migrate_side_by_side_and_a_restart_applies_nothing_twice() 
     assert_eq!(table_names(&db).await, ["first_schema", "second_schema"]);
     db.close().await;
 
-    let db = Db::connect(&database.url, &[&FIRST, &SECOND]).await.expect("second start finds both schemas applied");
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(db.pool()).await.expect("history");
+    let db = Db::connect(&database.url, &[&FIRST, &SECOND])
+        .await
+        .expect("second start finds both schemas applied");
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(db.pool())
+        .await
+        .expect("history");
     assert_eq!(applied, 2);
     db.close().await;
 }
@@ -62,8 +68,10 @@ async fn a_write_transaction_commits_and_a_dropped_one_rolls_back() {
         .expect("insert");
     drop(tx);
 
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM second_schema ORDER BY id").fetch_all(db.pool()).await.expect("select");
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM second_schema ORDER BY id")
+        .fetch_all(db.pool())
+        .await
+        .expect("select");
     assert_eq!(ids, ["kept"]);
     db.ping().await.expect("ping");
     db.close().await;

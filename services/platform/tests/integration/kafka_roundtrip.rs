@@ -1,11 +1,12 @@
 use std::time::Duration;
 
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use platform::config::KafkaConfig;
 use platform::kafka::{KafkaProbe, client_config, ensure_topics};
 use platform::testing::{kafka_config, unique_name};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 #[tokio::test]
 async fn a_message_with_headers_goes_through_the_real_broker() {
@@ -14,12 +15,16 @@ async fn a_message_with_headers_goes_through_the_real_broker() {
     ensure_topics(&kafka, "platform-test", &[&topic]).await.expect("Kafka must be up: ./test.sh starts it");
     // Creating an existing topic again is harmless: every service does it at start.
     ensure_topics(&kafka, "platform-test", &[&topic]).await.expect("idempotent topic creation");
+    assert_topic_layout(&kafka, &topic).await;
 
     let producer: FutureProducer =
         client_config(&kafka, "platform-test").set("enable.idempotence", "true").create().expect("producer");
     let headers = OwnedHeaders::new()
         .insert(Header { key: "ce_type", value: Some("order.created.v1") })
-        .insert(Header { key: "traceparent", value: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01") });
+        .insert(Header {
+            key: "traceparent",
+            value: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        });
     let delivery = producer
         .send(
             FutureRecord::to(&topic).key("order-1").payload(r#"{"orderId":"order-1"}"#).headers(headers),
@@ -66,6 +71,24 @@ async fn the_probe_sees_the_broker_and_reports_an_absent_one() {
 
     let mut nowhere = kafka_config();
     nowhere.bootstrap_servers = "127.0.0.1:1".to_owned();
-    let error = KafkaProbe::new(&nowhere, "platform-test").expect("client").ping().await.expect_err("no broker");
+    let error =
+        KafkaProbe::new(&nowhere, "platform-test").expect("client").ping().await.expect_err("no broker");
     assert!(platform::error_chain(&error).starts_with("kafka at 127.0.0.1:1"), "{error}");
+}
+
+/// The topic has the configured partitions, each with the configured replicas all in sync.
+async fn assert_topic_layout(kafka: &KafkaConfig, topic: &str) {
+    let client: BaseConsumer = client_config(kafka, "platform-test").create().expect("client");
+    let name = topic.to_owned();
+    let metadata =
+        tokio::task::spawn_blocking(move || client.fetch_metadata(Some(&name), Duration::from_secs(10)))
+            .await
+            .expect("join")
+            .expect("metadata");
+    let partitions = metadata.topics()[0].partitions();
+    assert_eq!(partitions.len(), kafka.topic_partitions as usize);
+    for partition in partitions {
+        assert_eq!(partition.replicas().len(), kafka.replication_factor as usize, "replicas of {topic}");
+        assert_eq!(partition.isr().len(), kafka.replication_factor as usize, "in-sync replicas of {topic}");
+    }
 }

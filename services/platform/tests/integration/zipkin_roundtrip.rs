@@ -27,7 +27,8 @@ async fn read_trace(trace_id: &str, spans: usize) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_reach_zipkin_with_their_service_name_and_parent_link() {
     let service: &'static str = Box::leak(unique_name("it-svc").into_boxed_str());
-    let provider = zipkin_tracer_provider(service, &format!("{}/api/v2/spans", zipkin_url())).expect("exporter");
+    let provider =
+        zipkin_tracer_provider(service, &format!("{}/api/v2/spans", zipkin_url())).expect("exporter");
     let tracer = provider.tracer("integration-test");
 
     let parent = tracer.start("publish order.created");

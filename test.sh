@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Runs every test of the system against the real stack, then stops what it started:
+#   1. starts Kafka, Zipkin and PostgreSQL (resolving/installing them on first use),
+#   2. builds everything once,
+#   3. runs the whole suite with SQLite databases,
+#   4. runs it again from the same build with PostgreSQL databases (TEST_DATABASE=postgres),
+#   5. runs ./run.sh as a user would, checks every service answers, and stops it with Ctrl-C.
+# A part of the stack that does not come up fails the run; no test skips for want of it.
+#
+#   ./test.sh [cargo test filter...]     (a filter runs only the matching tests, steps 3-4)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '\n[test] %s\n' "$*" >&2; }
+
+components=(kafka zipkin postgres)
+started=()
+for c in "${components[@]}"; do stack/stack.sh running "$c" || started+=("$c"); done
+cleanup() {
+  ((${#started[@]})) && stack/stack.sh stop "${started[@]}"
+  return 0
+}
+trap cleanup EXIT
+
+log "starting the stack: ${components[*]}"
+stack/stack.sh start "${components[@]}"
+export KAFKA_BOOTSTRAP_SERVERS
+KAFKA_BOOTSTRAP_SERVERS=$(stack/stack.sh bootstrap)
+export ZIPKIN_URL="http://127.0.0.1:${ZIPKIN_PORT:-9411}"
+export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:${PG_PORT:-5432}/postgres"
+
+log "building (once, for both database modes and for run.sh)"
+cargo build --workspace --all-targets --locked
+
+results=$(mktemp)
+run_suite() {
+  local mode=$1; shift
+  log "test suite on $mode"
+  # --no-fail-fast: one red test should not hide the others.
+  TEST_DATABASE=$mode cargo test --workspace --locked --no-fail-fast -- "$@" 2>&1 | tee -a "$results"
+  return "${PIPESTATUS[0]}"
+}
+
+status=0
+run_suite sqlite "$@" || status=1
+run_suite postgres "$@" || status=1
+
+# The seeds' production layout: 3 brokers, replication factor 3, min ISR 2. Started beside
+# the single broker on ports of its own, checked through the Kafka tests, then stopped.
+three_brokers() {
+  local port=${KAFKA3_PORT:-19092}
+  log "Kafka tests on a 3-broker cluster (127.0.0.1:$port, :$((port + 2)), :$((port + 4)))"
+  KAFKA_BROKERS=3 KAFKA_PORT=$port stack/stack.sh start kafka || return 1
+  local rc=0
+  KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_BROKERS=3 KAFKA_PORT=$port stack/stack.sh bootstrap) KAFKA_REPLICATION_FACTOR=3 \
+    cargo test --locked -p platform --test integration kafka_roundtrip 2>&1 | tee -a "$results" || rc=1
+  KAFKA_BROKERS=3 KAFKA_PORT=$port stack/stack.sh stop kafka
+  return $rc
+}
+
+smoke_run_sh() {
+  log "./run.sh as users run it: every service answers /health, Ctrl-C stops everything"
+  local out ok=0 failed=0 port deadline pgid
+  out=$(mktemp)
+  # Job control gives run.sh its own process group, which is what a terminal's Ctrl-C
+  # signals; without it a background script would ignore SIGINT.
+  set -m
+  ./run.sh >"$out" 2>&1 &
+  pgid=$!
+  set +m
+  deadline=$((SECONDS + 120))
+  until grep -q 'The system is up' "$out"; do
+    if ! kill -0 "$pgid" 2>/dev/null || ((SECONDS > deadline)); then
+      cat "$out" >&2
+      echo "run.sh did not bring the system up" >&2
+      echo "run.sh: 0 passed, 1 failed"
+      return 1
+    fi
+    sleep 0.5
+  done
+  for port in 8080 8081 8082 8083 8084 8085; do
+    if curl -sf "http://127.0.0.1:$port/health" >/dev/null; then ((ok += 1)); else
+      echo "no /health on :$port" >&2; ((failed += 1))
+    fi
+  done
+  kill -INT -- "-$pgid"
+  wait "$pgid" 2>/dev/null || true
+  for port in 8080 8081 8082 8083 8084 8085; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "port $port still open after Ctrl-C" >&2; ((failed += 1))
+    fi
+  done
+  grep -q '\[run\] stopped' "$out" || { echo "run.sh did not report a clean stop" >&2; ((failed += 1)); }
+  ((failed == 0)) || cat "$out" >&2
+  echo "run.sh: $ok passed, $failed failed"
+  ((failed == 0))
+}
+if (($# == 0)); then
+  three_brokers || status=1
+  smoke_run_sh | tee -a "$results" || status=1
+fi
+
+# The stack goes down before the summary, so the summary is the run's last line.
+cleanup
+started=()
+
+# One closing line for the whole run, summed over every cargo test binary and run.sh.
+summaries=$(grep -E '^(test result: |run\.sh: )' "$results" || true)
+passed=$(grep -Eo '[0-9]+ passed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
+rm -f "$results"
+echo
+echo "test.sh: $passed passed, $failed failed"
+if ((status != 0 || failed != 0)); then exit 1; fi

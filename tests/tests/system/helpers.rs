@@ -1,0 +1,78 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use platform::testing::{TestDatabase, TestService, service_config};
+use platform::{Context, ServiceConfig, ServiceSpec};
+
+/// A service under test with the database it owns (kept as long as the service runs).
+pub struct Running {
+    pub name: &'static str,
+    pub service: TestService,
+    _database: Option<TestDatabase>,
+}
+
+/// How a test starts one service: its spec and its routes.
+pub type Service = (fn() -> ServiceSpec, fn(&Context) -> axum::Router);
+
+/// Every service of the system.
+pub const ALL: [Service; 6] = [
+    (gateway::spec, gateway::routes),
+    (user_service::spec, user_service::routes),
+    (order_service::spec, order_service::routes),
+    (inventory_service::spec, inventory_service::routes),
+    (payment_service::spec, payment_service::routes),
+    (notification_service::spec, notification_service::routes),
+];
+
+/// Starts a service on a free port with a fresh database of the backend under test;
+/// `adjust` may change its configuration first.
+pub async fn spawn_with(
+    service: Service,
+    adjust: impl FnOnce(&mut ServiceSpec, &mut ServiceConfig),
+) -> Running {
+    let (spec, routes) = service;
+    let mut spec = spec();
+    let database = if spec.uses_database { Some(TestDatabase::create().await) } else { None };
+    let url = database.as_ref().map_or("sqlite::memory:", |db| db.url.as_str());
+    let mut config = service_config(&spec, url);
+    adjust(&mut spec, &mut config);
+    let service = TestService::spawn(&spec, config, routes).await;
+    Running { name: spec.defaults.name, service, _database: database }
+}
+
+/// Starts every service of the system, each with its own database.
+pub async fn spawn_all() -> Vec<Running> {
+    let mut running = Vec::new();
+    for service in ALL {
+        running.push(spawn_with(service, |_, _| {}).await);
+    }
+    running
+}
+
+/// A built service binary of this workspace (`./test.sh` builds them all first).
+pub fn binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/system-<hash> → target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
+    path
+}
+
+/// A port free right now on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind port 0").port()
+}
+
+/// Polls `url` until it answers 200, for at most `within`.
+pub async fn wait_until_ok(url: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(response) = reqwest::get(url).await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{url} did not answer 200 within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

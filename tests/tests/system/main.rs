@@ -1,0 +1,4 @@
+//! Every service, started together against the real stack.
+
+mod helpers;
+mod startup;
