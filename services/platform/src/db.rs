@@ -7,12 +7,14 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
+use tokio::sync::Notify;
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,16 +59,27 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
 }
 
+/// The platform's own tables in every service database: the outbox and the record of
+/// processed events. Applied before the service's schema.
+pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
+    sqlite: || sqlx::migrate!("../../migrations/platform/sqlite"),
+    postgres: || sqlx::migrate!("../../migrations/platform/postgres"),
+};
+
 /// A pool on the service's database, with the backend it talks to.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The URL it was opened with, for connections outside the pool (LISTEN).
+    url: Arc<str>,
+    /// Signalled when a transaction that wrote outbox rows commits: the relay's doorbell.
+    outbox_written: Arc<Notify>,
 }
 
 impl Db {
     /// Opens the database at `url` (creating a SQLite file and its folder if missing) and
-    /// applies `migrations` in order.
+    /// applies the platform's migrations, then `migrations` in order.
     pub async fn connect(url: &str, migrations: &[&Migrations]) -> Result<Self, DbError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
@@ -93,8 +106,8 @@ impl Db {
             Backend::Postgres => options.max_connections(16).connect(url).await,
         }
         .map_err(connect_error)?;
-        let db = Self { pool, backend };
-        for set in migrations {
+        let db = Self { pool, backend, url: url.into(), outbox_written: Arc::new(Notify::new()) };
+        for set in std::iter::once(&&PLATFORM_MIGRATIONS).chain(migrations) {
             let mut migrator = match backend {
                 Backend::Sqlite => (set.sqlite)(),
                 Backend::Postgres => (set.postgres)(),
@@ -111,6 +124,11 @@ impl Db {
         &self.pool
     }
 
+    /// The URL it was opened with.
+    pub fn url(&self) -> Option<&str> {
+        Some(&self.url)
+    }
+
     /// The engine behind the pool.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -119,11 +137,17 @@ impl Db {
     /// Starts a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so two writers queue instead of failing when one upgrades
     /// its read lock.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx { inner, outbox_rows: 0, outbox_written: self.outbox_written.clone() })
+    }
+
+    /// The notification a relay waits on: signalled after every commit that wrote events.
+    pub fn outbox_written(&self) -> Arc<Notify> {
+        self.outbox_written.clone()
     }
 
     /// Answers whether the database takes a query.
@@ -134,6 +158,40 @@ impl Db {
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A write transaction: a state change and the events it publishes commit together.
+///
+/// Store functions take [`Tx::conn`]; [`Tx::publish`](crate::outbox) adds an event to the
+/// outbox; [`Tx::commit`] commits and, when events were written, wakes the relay at once.
+/// Dropped without a commit, it rolls back and nothing is published.
+#[derive(Debug)]
+pub struct Tx {
+    inner: Transaction<'static, sqlx::Any>,
+    pub(crate) outbox_rows: usize,
+    outbox_written: Arc<Notify>,
+}
+
+impl Tx {
+    /// The connection, for queries inside the transaction.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+
+    /// Commits; then, if it wrote events, tells the relay.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let wrote_events = self.outbox_rows > 0;
+        self.inner.commit().await?;
+        if wrote_events {
+            self.outbox_written.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Rolls back explicitly (dropping does the same).
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
     }
 }
 

@@ -5,9 +5,13 @@
 
 pub mod app;
 pub mod config;
+pub mod consumer;
 pub mod db;
+pub mod dead_letter;
 pub mod health;
 pub mod kafka;
+pub mod metrics;
+pub mod outbox;
 pub mod problem;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -1,6 +1,9 @@
 //! The platform against the real stack: Kafka, Zipkin, SQLite and PostgreSQL.
 //! One binary, one module per concern (see `./test.sh` for how the stack is started).
 
+mod consumer;
 mod database;
 mod kafka_roundtrip;
+mod outbox;
+mod support;
 mod zipkin_roundtrip;

@@ -1,0 +1,639 @@
+//! The consumer runtime: typed handlers, effects exactly once, non-blocking retries and
+//! dead-letter topics.
+//!
+//! Each service is one consumer group. A handler gets the typed event, its metadata and
+//! an open write transaction; the event id is recorded in `processed_events` in that same
+//! transaction, so a redelivered event is dropped without a second effect. The offset is
+//! stored only after the transaction (or the forward to a retry or dead-letter topic) is
+//! done, and committed in the background: a crash redelivers, and the id check absorbs it.
+//!
+//! Partitions are worked concurrently, each in order. A handler error that may pass
+//! ([`HandlerError::Transient`]) sends the message to the retry topic of its attempt,
+//! `<topic>.<group>.retry-<n>`, whose messages wait out the backoff before they run again,
+//! so the original partition moves on. After the last attempt, or at once for a message
+//! that can never succeed (not JSON, wrong shape, unknown type, a
+//! [`HandlerError::Permanent`]), it goes to `<topic>.dlt`, key and value unchanged, with
+//! headers saying where it came from and why.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use shared_events::headers::{self, dead_letter};
+use shared_events::{Event, topics};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::config::{KafkaConfig, RetryPolicy};
+use crate::db::{Db, Tx};
+use crate::kafka::{KafkaSetupError, client_config, ensure_topics};
+use crate::outbox::{now_ms, producer, rfc3339_ms};
+use crate::{error_chain, metrics};
+
+/// Headers a message carries on a retry topic (they are replaced, not kept, on the next hop).
+pub mod retry_headers {
+    /// The topic the message was first consumed from.
+    pub const ORIGINAL_TOPIC: &str = "retry_original_topic";
+    /// Its partition there.
+    pub const ORIGINAL_PARTITION: &str = "retry_original_partition";
+    /// Its offset there.
+    pub const ORIGINAL_OFFSET: &str = "retry_original_offset";
+    /// Attempts made so far.
+    pub const ATTEMPTS: &str = "retry_attempts";
+    /// When the first attempt failed, in epoch milliseconds.
+    pub const FIRST_FAILURE_AT_MS: &str = "retry_first_failure_at_ms";
+    /// Not to be tried before this time, in epoch milliseconds.
+    pub const NOT_BEFORE_MS: &str = "retry_not_before_ms";
+    /// The error of the last attempt.
+    pub const LAST_ERROR: &str = "retry_last_error";
+}
+
+/// The retry topic holding messages of `topic` whose attempt `attempt` failed in `group`.
+pub fn retry_topic(topic: &str, group: &str, attempt: u32) -> String {
+    format!("{topic}.{group}.retry-{attempt}")
+}
+
+/// What a handler knows about the event besides its payload.
+#[derive(Debug, Clone)]
+pub struct EventMeta {
+    /// `ce_id`: the event's unique id.
+    pub id: Uuid,
+    /// `ce_type`, e.g. `order.created.v1`.
+    pub event_type: String,
+    /// `ce_source`: the producing service.
+    pub source: Option<String>,
+    /// `ce_time`: when it was committed (RFC 3339).
+    pub time: Option<String>,
+    /// The topic it was first published on (not the retry topic).
+    pub topic: String,
+    /// Its partition there.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// 1 on the first delivery, n on the n-th attempt.
+    pub attempt: u32,
+    /// Every header of the message, as text.
+    pub headers: HashMap<String, String>,
+}
+
+/// How a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// It may pass (database busy, a service down): tried again after the backoff.
+    #[error("transient failure")]
+    Transient(#[source] anyhow::Error),
+    /// It never will (the event breaks a rule): straight to the dead-letter topic.
+    #[error("permanent failure")]
+    Permanent(#[source] anyhow::Error),
+}
+
+impl HandlerError {
+    /// A permanent failure with a message.
+    pub fn permanent(message: impl std::fmt::Display) -> Self {
+        Self::Permanent(anyhow::anyhow!("{message}"))
+    }
+
+    /// A transient failure with a message.
+    pub fn transient(message: impl std::fmt::Display) -> Self {
+        Self::Transient(anyhow::anyhow!("{message}"))
+    }
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(error.into())
+    }
+}
+
+/// Applies one kind of event. The effect goes through `tx`, which commits (with any
+/// events the handler publishes) only if it returns `Ok`.
+#[async_trait]
+pub trait Handler<E: Event>: Send + Sync + 'static {
+    /// Applies `event`.
+    async fn handle(&self, event: E, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError>;
+}
+
+/// What happened to a message that was applied or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    Now,
+    Before,
+}
+
+/// A handler with its event type erased, so one table can route every topic.
+#[async_trait]
+trait Route: Send + Sync {
+    fn event_type(&self) -> &'static str;
+    async fn apply(
+        &self,
+        payload: &[u8],
+        meta: &EventMeta,
+        db: &Db,
+        group: &str,
+    ) -> Result<Applied, HandlerError>;
+}
+
+struct Typed<E, H> {
+    handler: H,
+    event: PhantomData<fn() -> E>,
+}
+
+#[async_trait]
+impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
+    fn event_type(&self) -> &'static str {
+        E::TYPE
+    }
+
+    async fn apply(
+        &self,
+        payload: &[u8],
+        meta: &EventMeta,
+        db: &Db,
+        group: &str,
+    ) -> Result<Applied, HandlerError> {
+        let event: E = serde_json::from_slice(payload)
+            .map_err(|e| HandlerError::permanent(format!("payload is not a valid {}: {e}", E::TYPE)))?;
+        let mut tx = db.begin_write().await?;
+        let first_time =
+            sqlx::query("INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(group)
+                .bind(meta.id.to_string())
+                .bind(now_ms())
+                .execute(tx.conn())
+                .await?
+                .rows_affected()
+                == 1;
+        if !first_time {
+            tx.rollback().await?;
+            return Ok(Applied::Before);
+        }
+        self.handler.handle(event, meta, &mut tx).await?;
+        tx.commit().await?;
+        Ok(Applied::Now)
+    }
+}
+
+/// Which handler applies the events of which topic.
+#[derive(Default, Clone)]
+pub struct Subscriptions {
+    routes: HashMap<String, Arc<dyn Route>>,
+}
+
+impl std::fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes.keys()).finish()
+    }
+}
+
+impl Subscriptions {
+    /// No subscriptions yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies events of type `E` from their topic with `handler`.
+    pub fn on<E: Event>(self, handler: impl Handler<E>) -> Self {
+        self.on_topic::<E>(E::TOPIC, handler)
+    }
+
+    /// Applies events of type `E` read from `topic` (a dead-letter topic, say) with `handler`.
+    pub fn on_topic<E: Event>(mut self, topic: &str, handler: impl Handler<E>) -> Self {
+        self.routes.insert(topic.to_owned(), Arc::new(Typed { handler, event: PhantomData::<fn() -> E> }));
+        self
+    }
+
+    /// The topics subscribed to.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.routes.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    /// Whether there is nothing to consume.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// Reports librdkafka's per-partition consumer lag as a metric.
+struct LagReporter;
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    metrics::consumer_lag(topic, *partition, stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
+/// A running consumer group member with its handlers.
+pub struct EventConsumer {
+    consumer: Arc<StreamConsumer<LagReporter>>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EventConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventConsumer").field("group", &self.inner.group).finish()
+    }
+}
+
+/// What every partition worker shares.
+struct Inner {
+    db: Db,
+    group: String,
+    retry: RetryPolicy,
+    routes: Subscriptions,
+    producer: FutureProducer,
+}
+
+impl EventConsumer {
+    /// Joins consumer group `group`, creating the subscribed topics, their retry topics and
+    /// their dead-letter topics if missing.
+    pub async fn start(
+        db: Db,
+        kafka: &KafkaConfig,
+        group: &str,
+        retry: RetryPolicy,
+        subscriptions: Subscriptions,
+    ) -> Result<Self, KafkaSetupError> {
+        let client_error =
+            |source| KafkaSetupError::Client { bootstrap: kafka.bootstrap_servers.clone(), source };
+        let mut topics = Vec::new();
+        let mut retry_topics = Vec::new();
+        for topic in subscriptions.topics() {
+            for attempt in 1..retry.max_attempts {
+                retry_topics.push(retry_topic(&topic, group, attempt));
+            }
+            topics.push(topics::dead_letter(&topic));
+            topics.push(topic);
+        }
+        topics.extend(retry_topics.iter().cloned());
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        ensure_topics(kafka, group, &topic_refs).await?;
+
+        let consumer: StreamConsumer<LagReporter> = client_config(kafka, &format!("{group}-consumer"))
+            .set("group.id", group)
+            // A new group starts at the beginning: nothing published before it joined is lost.
+            .set("auto.offset.reset", "earliest")
+            // Offsets are stored by the workers once an event is applied, and committed
+            // in the background from there.
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(LagReporter)
+            .map_err(client_error)?;
+        let subscribed: Vec<String> = subscriptions.topics().into_iter().chain(retry_topics).collect();
+        consumer
+            .subscribe(&subscribed.iter().map(String::as_str).collect::<Vec<_>>())
+            .map_err(client_error)?;
+        let producer = producer(kafka, &format!("{group}-forwarder")).map_err(client_error)?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            inner: Arc::new(Inner { db, group: group.to_owned(), retry, routes: subscriptions, producer }),
+        })
+    }
+
+    /// Consumes until `shutdown` is cancelled; then lets each worker finish the message in
+    /// hand, commits the stored offsets and leaves the group.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let workers = TaskTracker::new();
+        let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+        loop {
+            let received = tokio::select! {
+                received = self.consumer.recv() => received,
+                () = shutdown.cancelled() => break,
+            };
+            let message = match received {
+                Ok(message) => message.detach(),
+                Err(error) => {
+                    tracing::warn!(group = %self.inner.group, error = %error, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let key = (message.topic().to_owned(), message.partition());
+            let queue = queues.entry(key).or_insert_with(|| self.spawn_worker(&workers, &shutdown));
+            if let Err(mpsc::error::SendError(message)) = queue.send(message).await {
+                // The worker stopped (shutdown began); the message is redelivered later.
+                tracing::debug!(topic = message.topic(), "worker gone, message left for redelivery");
+            }
+        }
+        drop(queues);
+        workers.close();
+        workers.wait().await;
+        let consumer = self.consumer.clone();
+        // Committing and closing block in librdkafka, and closing can hang while the broker
+        // is gone: both run off the runtime.
+        let closed = tokio::task::spawn_blocking(move || {
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(%error, "final offset commit");
+            }
+            drop(consumer);
+        });
+        if tokio::time::timeout(Duration::from_secs(10), closed).await.is_err() {
+            tracing::warn!(group = %self.inner.group, "consumer did not close within 10 s");
+        }
+        tracing::info!(group = %self.inner.group, "consumer stopped");
+    }
+
+    fn spawn_worker(
+        &self,
+        workers: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> mpsc::Sender<OwnedMessage> {
+        let (queue, mut messages) = mpsc::channel::<OwnedMessage>(256);
+        let consumer = self.consumer.clone();
+        let inner = self.inner.clone();
+        let shutdown = shutdown.clone();
+        workers.spawn(async move {
+            while let Some(message) = messages.recv().await {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                if inner.process(&message, &shutdown).await.is_err() {
+                    break; // shut down mid-message: leave it (and its offset) for redelivery
+                }
+                if let Err(error) =
+                    consumer.store_offset(message.topic(), message.partition(), message.offset())
+                {
+                    // The partition was reassigned meanwhile; its new owner redelivers.
+                    tracing::debug!(%error, topic = message.topic(), "offset not stored");
+                }
+            }
+        });
+        queue
+    }
+}
+
+/// Shutdown came before the message was done with.
+struct Interrupted;
+
+/// Where a message stands in its retries.
+struct Delivery {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    attempt: u32,
+    first_failure_at_ms: Option<i64>,
+    not_before_ms: Option<i64>,
+}
+
+impl Delivery {
+    fn of(message: &OwnedMessage, headers: &HashMap<String, String>) -> Self {
+        let number = |name: &str| headers.get(name).and_then(|v| v.parse::<i64>().ok());
+        match headers.get(retry_headers::ORIGINAL_TOPIC) {
+            Some(topic) => Self {
+                topic: topic.clone(),
+                partition: number(retry_headers::ORIGINAL_PARTITION).unwrap_or(-1) as i32,
+                offset: number(retry_headers::ORIGINAL_OFFSET).unwrap_or(-1),
+                attempt: number(retry_headers::ATTEMPTS).unwrap_or(1) as u32 + 1,
+                first_failure_at_ms: number(retry_headers::FIRST_FAILURE_AT_MS),
+                not_before_ms: number(retry_headers::NOT_BEFORE_MS),
+            },
+            None => Self {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                attempt: 1,
+                first_failure_at_ms: None,
+                not_before_ms: None,
+            },
+        }
+    }
+}
+
+fn text_headers(message: &OwnedMessage) -> HashMap<String, String> {
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter_map(|h| Some((h.key.to_owned(), String::from_utf8_lossy(h.value?).into_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Inner {
+    /// Applies one message, or forwards it to a retry or dead-letter topic. `Err` only
+    /// when shutdown interrupted it.
+    async fn process(&self, message: &OwnedMessage, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+        let headers = text_headers(message);
+        let delivery = Delivery::of(message, &headers);
+        if let Some(due) = delivery.not_before_ms {
+            let wait = Duration::from_millis((due - now_ms()).max(0) as u64);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.cancelled() => return Err(Interrupted),
+            }
+        }
+        let span = consume_span(message, &delivery, &headers);
+        let started = Instant::now();
+        let outcome = self.apply(message, &delivery, headers.clone()).instrument(span.clone()).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let _entered = span.enter();
+        match outcome {
+            Ok(Applied::Now) => metrics::handled(&delivery.topic, "applied", seconds),
+            Ok(Applied::Before) => {
+                tracing::debug!(topic = %delivery.topic, "duplicate event dropped");
+                metrics::handled(&delivery.topic, "duplicate", seconds);
+            }
+            Err(failure @ HandlerError::Transient(_)) if delivery.attempt < self.retry.max_attempts => {
+                let error = error_chain(&failure);
+                tracing::warn!(topic = %delivery.topic, attempt = delivery.attempt, %error, "handler failed, will retry");
+                metrics::handled(&delivery.topic, "retry", seconds);
+                self.forward(message, self.retry_record(&delivery, &headers, &error), shutdown).await?;
+                metrics::retried(&delivery.topic);
+            }
+            Err(failure) => {
+                let error = error_chain(&failure);
+                tracing::error!(topic = %delivery.topic, attempt = delivery.attempt, %error, "message sent to the dead-letter topic");
+                metrics::handled(&delivery.topic, "dead_letter", seconds);
+                self.forward(message, self.dead_letter_record(&delivery, &headers, &error), shutdown).await?;
+                metrics::dead_lettered(&delivery.topic);
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        message: &OwnedMessage,
+        delivery: &Delivery,
+        headers: HashMap<String, String>,
+    ) -> Result<Applied, HandlerError> {
+        let route = self
+            .routes
+            .routes
+            .get(&delivery.topic)
+            .ok_or_else(|| HandlerError::permanent(format!("no handler for topic {}", delivery.topic)))?;
+        let id = headers
+            .get(headers::CE_ID)
+            .ok_or_else(|| HandlerError::permanent("no ce_id header"))?
+            .parse::<Uuid>()
+            .map_err(|e| HandlerError::permanent(format!("ce_id is not a UUID: {e}")))?;
+        let event_type =
+            headers.get(headers::CE_TYPE).ok_or_else(|| HandlerError::permanent("no ce_type header"))?;
+        if event_type != route.event_type() {
+            return Err(HandlerError::permanent(format!(
+                "unknown event type {event_type} on {} (expected {})",
+                delivery.topic,
+                route.event_type()
+            )));
+        }
+        let payload = message.payload().ok_or_else(|| HandlerError::permanent("empty message"))?;
+        let meta = EventMeta {
+            id,
+            event_type: event_type.clone(),
+            source: headers.get(headers::CE_SOURCE).cloned(),
+            time: headers.get(headers::CE_TIME).cloned(),
+            topic: delivery.topic.clone(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+            attempt: delivery.attempt,
+            headers,
+        };
+        route.apply(payload, &meta, &self.db, &self.group).await
+    }
+
+    /// The message for the retry topic of this attempt: due after the backoff.
+    fn retry_record(&self, delivery: &Delivery, headers: &HashMap<String, String>, error: &str) -> Forward {
+        let now = now_ms();
+        let due = now + self.retry.backoff_after(delivery.attempt).as_millis() as i64;
+        let first = delivery.first_failure_at_ms.unwrap_or(now);
+        Forward {
+            topic: retry_topic(&delivery.topic, &self.group, delivery.attempt),
+            headers: carried_headers(headers)
+                .insert(text(retry_headers::ORIGINAL_TOPIC, &delivery.topic))
+                .insert(text(retry_headers::ORIGINAL_PARTITION, &delivery.partition.to_string()))
+                .insert(text(retry_headers::ORIGINAL_OFFSET, &delivery.offset.to_string()))
+                .insert(text(retry_headers::ATTEMPTS, &delivery.attempt.to_string()))
+                .insert(text(retry_headers::FIRST_FAILURE_AT_MS, &first.to_string()))
+                .insert(text(retry_headers::NOT_BEFORE_MS, &due.to_string()))
+                .insert(text(retry_headers::LAST_ERROR, error)),
+        }
+    }
+
+    /// The message for `<topic>.dlt`, with the headers of the contract.
+    fn dead_letter_record(
+        &self,
+        delivery: &Delivery,
+        headers: &HashMap<String, String>,
+        error: &str,
+    ) -> Forward {
+        let now = now_ms();
+        Forward {
+            topic: topics::dead_letter(&delivery.topic),
+            headers: carried_headers(headers)
+                .insert(text(dead_letter::ORIGINAL_TOPIC, &delivery.topic))
+                .insert(text(dead_letter::ORIGINAL_PARTITION, &delivery.partition.to_string()))
+                .insert(text(dead_letter::ORIGINAL_OFFSET, &delivery.offset.to_string()))
+                .insert(text(dead_letter::CONSUMER_GROUP, &self.group))
+                .insert(text(dead_letter::ERROR, error))
+                .insert(text(dead_letter::ATTEMPTS, &delivery.attempt.to_string()))
+                .insert(text(
+                    dead_letter::FIRST_FAILURE_AT,
+                    &rfc3339_ms(delivery.first_failure_at_ms.unwrap_or(now)),
+                ))
+                .insert(text(dead_letter::LAST_FAILURE_AT, &rfc3339_ms(now))),
+        }
+    }
+
+    /// Produces `forward` with the message's key and value, until Kafka takes it.
+    async fn forward(
+        &self,
+        message: &OwnedMessage,
+        forward: Forward,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let mut record = FutureRecord::to(&forward.topic).headers(forward.headers.clone());
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            let sent = tokio::select! {
+                sent = self.producer.send(record, Duration::from_secs(30)) => sent,
+                () = shutdown.cancelled() => return Err(Interrupted),
+            };
+            match sent {
+                Ok(_) => return Ok(()),
+                Err((error, _)) => {
+                    tracing::warn!(topic = %forward.topic, %error, "forwarding failed, trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => return Err(Interrupted),
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// A message to produce elsewhere with the original key and value.
+struct Forward {
+    topic: String,
+    headers: OwnedHeaders,
+}
+
+fn text<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header { key, value: Some(value) }
+}
+
+/// The original headers (CloudEvents, trace context, anything else), without those of an
+/// earlier retry hop.
+fn carried_headers(headers: &HashMap<String, String>) -> OwnedHeaders {
+    let mut carried: Vec<(&String, &String)> =
+        headers.iter().filter(|(key, _)| !key.starts_with("retry_") && !key.starts_with("dlt_")).collect();
+    carried.sort();
+    carried.into_iter().fold(OwnedHeaders::new_with_capacity(headers.len() + 8), |all, (key, value)| {
+        all.insert(Header { key, value: Some(value.as_str()) })
+    })
+}
+
+/// The span of one message's processing, child of the trace in its headers.
+fn consume_span(message: &OwnedMessage, delivery: &Delivery, headers: &HashMap<String, String>) -> Span {
+    let span = tracing::info_span!(
+        "process",
+        otel.name = %format!("{} process", delivery.topic),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation = "process",
+        messaging.destination.name = %delivery.topic,
+        messaging.kafka.source.topic = %message.topic(),
+        messaging.kafka.partition = message.partition(),
+        messaging.kafka.offset = message.offset(),
+        messaging.message.id = headers.get(headers::CE_ID).map(String::as_str).unwrap_or(""),
+        cloudevents.event_type = headers.get(headers::CE_TYPE).map(String::as_str).unwrap_or(""),
+        attempt = delivery.attempt,
+    );
+    if headers.contains_key(headers::TRACEPARENT) {
+        let _ = span.set_parent(TraceContextPropagator::new().extract(headers));
+    }
+    span
+}

@@ -1,0 +1,150 @@
+use std::time::Duration;
+
+use platform::consumer::{EventMeta, Handler, HandlerError, Subscriptions};
+use platform::db::Tx;
+use platform::testing::kafka_config;
+use rdkafka::Message;
+use shared_events::{OrderCreated, OrderItem};
+use uuid::Uuid;
+
+use crate::support::{consume, database, effects, eventually, relay, topic};
+
+fn order(order_id: Uuid, quantity: u32) -> OrderCreated {
+    OrderCreated { order_id, user_id: Uuid::nil(), items: vec![OrderItem { sku: "SKU".into(), quantity }] }
+}
+
+/// Records each applied event's quantity as an effect, keyed by a fresh id in apply order.
+struct RecordQuantity;
+
+#[async_trait::async_trait]
+impl Handler<OrderCreated> for RecordQuantity {
+    async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
+            .bind(crate::support::next_effect_id())
+            .bind(event.items[0].quantity.to_string())
+            .execute(tx.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_publishes_nothing() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.rollback").await;
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 1)).await.expect("enqueue");
+    tx.rollback().await.expect("rollback");
+
+    let relay = relay(&db);
+    assert_eq!(relay.backlog().await.expect("backlog"), 0);
+    assert_eq!(relay.publish_pending().await.expect("relay step"), 0);
+    let messages = platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read");
+    assert!(messages.is_empty(), "{} message(s) published", messages.len());
+}
+
+#[tokio::test]
+async fn an_event_committed_before_a_crash_is_published_after_restart() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.crash").await;
+    let order_id = Uuid::new_v4();
+    let mut tx = db.begin_write().await.expect("begin");
+    let event_id = tx.publish_to(&topic, &order(order_id, 3)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    // The process "dies" here: no relay ran. A new one, as after a restart, finds the row.
+    let restarted = relay(&db);
+    assert_eq!(restarted.backlog().await.expect("backlog"), 1);
+    assert_eq!(restarted.publish_pending().await.expect("relay step"), 1);
+    assert_eq!(restarted.backlog().await.expect("backlog"), 0);
+
+    let messages = platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read");
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    assert_eq!(message.key(), Some(order_id.to_string().as_bytes()));
+    let headers = crate::consumer::headers_of(message);
+    assert_eq!(headers["ce_id"], event_id.to_string());
+    assert_eq!(headers["ce_type"], "order.created.v1");
+    assert_eq!(headers["ce_source"], "platform-test");
+    assert_eq!(headers["ce_specversion"], "1.0");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(headers["ce_time"].ends_with('Z'), "{}", headers["ce_time"]);
+    let payload: serde_json::Value =
+        serde_json::from_slice(message.payload().expect("payload")).expect("json");
+    assert_eq!(payload["orderId"], order_id.to_string());
+}
+
+#[tokio::test]
+async fn a_redelivered_event_has_one_effect() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.duplicate").await;
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 7)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    let relay = relay(&db);
+    assert_eq!(relay.publish_pending().await.expect("publish"), 1);
+    // A crash between Kafka's ack and the mark: the row is pending again and goes twice.
+    sqlx::query("UPDATE outbox SET published_at_ms = NULL").execute(db.pool()).await.expect("unmark");
+    assert_eq!(relay.publish_pending().await.expect("publish again"), 1);
+    assert_eq!(platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read").len(), 2);
+
+    let (stop, running) =
+        consume(&db, Subscriptions::new().on_topic::<OrderCreated>(&topic, RecordQuantity)).await;
+    eventually(Duration::from_secs(30), "the event applied", || async { !effects(&db).await.is_empty() })
+        .await;
+    // Give the duplicate every chance to be applied too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    running.await.expect("consumer task");
+    assert_eq!(effects(&db).await, ["7"]);
+}
+
+#[tokio::test]
+async fn a_thousand_events_of_one_key_arrive_in_order() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.order").await;
+    let order_id = Uuid::new_v4();
+    // In transactions of a few events each, as a service writes them.
+    for chunk in (1..=1000u32).collect::<Vec<_>>().chunks(7) {
+        let mut tx = db.begin_write().await.expect("begin");
+        for quantity in chunk {
+            tx.publish_to(&topic, &order(order_id, *quantity)).await.expect("enqueue");
+        }
+        tx.commit().await.expect("commit");
+    }
+    let stop_relay = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay(&db).run(stop_relay.clone()));
+    let (stop, running) =
+        consume(&db, Subscriptions::new().on_topic::<OrderCreated>(&topic, RecordQuantity)).await;
+    eventually(Duration::from_secs(60), "1000 events applied", || async { effects(&db).await.len() >= 1000 })
+        .await;
+    stop.cancel();
+    stop_relay.cancel();
+    running.await.expect("consumer task");
+    relaying.await.expect("relay task");
+
+    let seen: Vec<u32> = effects(&db).await.iter().map(|q| q.parse().expect("number")).collect();
+    assert_eq!(seen, (1..=1000).collect::<Vec<u32>>());
+}
+
+#[tokio::test]
+async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.wake").await;
+    let config =
+        platform::outbox::RelayConfig { poll_interval: Duration::from_secs(3600), ..Default::default() };
+    let relay =
+        platform::outbox::Relay::new(db.clone(), &kafka_config(), "platform-test", config).expect("relay");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay.clone().run(stop.clone()));
+    // Let it go idle first, waiting on its hour-long poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 1)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    eventually(Duration::from_secs(10), "the relay published the event", || async {
+        relay.backlog().await.expect("backlog") == 0
+    })
+    .await;
+    stop.cancel();
+    relaying.await.expect("relay task");
+}
