@@ -8,13 +8,7 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "gateway", port: 8
 
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
-    ServiceSpec {
-        defaults: DEFAULTS,
-        migrations: vec![],
-        uses_database: false,
-        uses_kafka: false,
-        topics: vec![],
-    }
+    ServiceSpec { uses_database: false, uses_kafka: false, ..ServiceSpec::new(DEFAULTS) }
 }
 
 /// The service's own HTTP routes, beside the platform's `/health` and `/ready`.

@@ -10,10 +10,6 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "inventory-service
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
-        defaults: DEFAULTS,
-        migrations: vec![],
-        uses_database: true,
-        uses_kafka: true,
         topics: vec![
             topics::INVENTORY_RESERVED,
             topics::INVENTORY_REJECTED,
@@ -22,6 +18,7 @@ pub fn spec() -> ServiceSpec {
             topics::PAYMENT_FAILED,
             topics::PAYMENT_REFUNDED,
         ],
+        ..ServiceSpec::new(DEFAULTS)
     }
 }
 

@@ -10,10 +10,6 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "notification-serv
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
-        defaults: DEFAULTS,
-        migrations: vec![],
-        uses_database: true,
-        uses_kafka: true,
         topics: vec![
             topics::EMAIL_SEND,
             topics::SMS_SEND,
@@ -21,6 +17,7 @@ pub fn spec() -> ServiceSpec {
             topics::ORDER_CONFIRMED,
             topics::ORDER_CANCELLED,
         ],
+        ..ServiceSpec::new(DEFAULTS)
     }
 }
 

@@ -10,10 +10,6 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "order-service", p
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
-        defaults: DEFAULTS,
-        migrations: vec![],
-        uses_database: true,
-        uses_kafka: true,
         topics: vec![
             topics::ORDER_CREATED,
             topics::ORDER_CONFIRMED,
@@ -23,6 +19,7 @@ pub fn spec() -> ServiceSpec {
             topics::INVENTORY_REJECTED,
             topics::INVENTORY_RELEASED,
         ],
+        ..ServiceSpec::new(DEFAULTS)
     }
 }
 

@@ -10,10 +10,6 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "payment-service",
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
-        defaults: DEFAULTS,
-        migrations: vec![],
-        uses_database: true,
-        uses_kafka: true,
         topics: vec![
             topics::PAYMENT_COMPLETED,
             topics::PAYMENT_FAILED,
@@ -22,6 +18,7 @@ pub fn spec() -> ServiceSpec {
             topics::INVENTORY_RESERVED,
             topics::ORDER_CANCEL_REQUESTED,
         ],
+        ..ServiceSpec::new(DEFAULTS)
     }
 }
 

@@ -13,14 +13,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::{ConfigError, ServiceConfig, ServiceDefaults};
+use crate::consumer::{EventConsumer, Subscriptions};
 use crate::db::{Db, DbError, Migrations};
-use crate::health::{self, Dependencies};
 use crate::kafka::{self, KafkaProbe, KafkaSetupError};
+use crate::ops::{self, Dependencies};
+use crate::outbox::{Relay, RelayConfig};
 use crate::problem::Problem;
 use crate::{error_chain, telemetry};
 
@@ -40,6 +42,22 @@ pub struct ServiceSpec {
     pub uses_kafka: bool,
     /// Topics created at start if missing.
     pub topics: Vec<&'static str>,
+    /// The events it consumes and how it applies them (as consumer group = its name).
+    pub subscriptions: fn(&Context) -> Subscriptions,
+}
+
+impl ServiceSpec {
+    /// A service with a database and Kafka, no schema, topics or subscriptions yet.
+    pub fn new(defaults: ServiceDefaults) -> Self {
+        Self {
+            defaults,
+            migrations: Vec::new(),
+            uses_database: true,
+            uses_kafka: true,
+            topics: Vec::new(),
+            subscriptions: |_| Subscriptions::new(),
+        }
+    }
 }
 
 /// What a service's routes get to work with.
@@ -86,11 +104,14 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     context: Context,
+    relay: Option<Relay>,
+    consumer: Option<EventConsumer>,
 }
 
 impl Application {
-    /// Opens the database, creates the topics, binds the port and assembles the routes:
-    /// the platform's (`/health`, `/ready`) and the service's own from `routes`.
+    /// Opens the database, creates the topics, joins the consumer group, binds the port
+    /// and assembles the routes: the platform's (`/health`, `/ready`, `/metrics`) and the
+    /// service's own from `routes`.
     pub async fn build(
         spec: &ServiceSpec,
         config: ServiceConfig,
@@ -112,10 +133,33 @@ impl Application {
             .await
             .map_err(|source| StartError::Bind { addr: config.http_addr, source })?;
         let context = Context { config, db: db.clone() };
+        let (relay, consumer) = match (&db, spec.uses_kafka) {
+            (Some(db), true) => {
+                let config = &context.config;
+                let relay =
+                    Relay::new(db.clone(), &config.kafka, config.service_name, RelayConfig::default())
+                        .map_err(|source| KafkaSetupError::Client {
+                            bootstrap: config.kafka.bootstrap_servers.clone(),
+                            source,
+                        })?;
+                let subscriptions = (spec.subscriptions)(&context);
+                let consumer = if subscriptions.is_empty() {
+                    None
+                } else {
+                    let group = config.service_name;
+                    Some(
+                        EventConsumer::start(db.clone(), &config.kafka, group, config.retry, subscriptions)
+                            .await?,
+                    )
+                };
+                (Some(relay), consumer)
+            }
+            _ => (None, None),
+        };
         let router = routes(&context)
-            .merge(health::router(Dependencies { db, kafka }))
+            .merge(ops::router(Dependencies { db, kafka }))
             .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, Some("no such resource".to_owned())) });
-        Ok(Self { listener, router: with_standard_layers(router), context })
+        Ok(Self { listener, router: with_standard_layers(router), context, relay, consumer })
     }
 
     /// The port it listens on (the OS picks one when `HTTP_ADDR` has port 0).
@@ -139,9 +183,27 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Self { listener, router, context } = self;
+        let Self { listener, router, context, relay, consumer } = self;
         tracing::info!(service = context.config.service_name, addr = %listener.local_addr()?, "listening");
+        let stop_consuming = CancellationToken::new();
+        let stop_relaying = CancellationToken::new();
+        let consuming = consumer.map(|consumer| tokio::spawn(consumer.run(stop_consuming.clone())));
+        let relaying = relay.map(|relay| tokio::spawn(relay.run(stop_relaying.clone())));
         let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        // Consumers first: a handler in flight finishes and its events reach the outbox;
+        // the relay stops last (what it has not sent waits in the outbox for next start).
+        stop_consuming.cancel();
+        if let Some(consuming) = consuming
+            && let Err(error) = consuming.await
+        {
+            tracing::error!(%error, "consumer task failed");
+        }
+        stop_relaying.cancel();
+        if let Some(relaying) = relaying
+            && let Err(error) = relaying.await
+        {
+            tracing::error!(%error, "relay task failed");
+        }
         if let Some(db) = &context.db {
             db.close().await;
         }
@@ -149,12 +211,12 @@ impl Application {
     }
 }
 
-/// Request ids (kept from the client or made), request spans, and a time limit.
+/// Request ids (kept from the client or made), trace context in and out, and a time limit.
 fn with_standard_layers(router: Router) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::http_trace::trace_request))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -1,16 +1,19 @@
 //! The runtime every service of the system shares, so that none re-implements it:
-//! configuration ([`config`]), its own database ([`db`]), Kafka set-up ([`kafka`]),
-//! tracing to Zipkin ([`telemetry`]), problem+json errors ([`problem`]), health and
-//! readiness ([`health`]) and the process life cycle ([`app`]).
+//! configuration ([`config`]), its own database ([`db`]), Kafka set-up ([`kafka`]), the
+//! transactional outbox ([`outbox`]), the consumer runtime ([`consumer`]), dead-letter
+//! replay ([`dead_letter`]), tracing to Zipkin ([`telemetry`], [`http_trace`]), metrics
+//! ([`metrics`]), problem+json errors ([`problem`]), `/health`, `/ready` and `/metrics`
+//! ([`ops`]) and the process life cycle ([`app`]).
 
 pub mod app;
 pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod dead_letter;
-pub mod health;
+pub mod http_trace;
 pub mod kafka;
 pub mod metrics;
+pub mod ops;
 pub mod outbox;
 pub mod problem;
 pub mod telemetry;

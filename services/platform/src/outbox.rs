@@ -6,10 +6,15 @@
 //! mark publishes them again, and consumers drop the duplicate by event id.
 //!
 //! Order: pending rows are sent in id order, one aggregate's rows share a key and so a
-//! partition, and the idempotent producer keeps a partition's order across retries. On
-//! PostgreSQL, where several instances of a service may share the database, a batch is
-//! claimed, sent and marked under one transaction-scoped advisory lock, so two relays
-//! never interleave; on SQLite there is one process per database file.
+//! partition, and the idempotent producer keeps a partition's order across retries. A row
+//! after an unacknowledged one is not marked, so it cannot overtake it. Ids follow commit
+//! order per aggregate because services lock an aggregate's row before writing its events.
+//!
+//! On PostgreSQL several instances of a service may share the database: a batch is read,
+//! sent and marked under one transaction-scoped advisory lock, so the relays take turns
+//! instead of all sending the same rows (order would survive that, through the consumers'
+//! duplicate check, but every event would go out once per instance). On SQLite there is
+//! one process per database file.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -83,6 +88,11 @@ fn current_trace_context() -> HashMap<String, String> {
     let context = Span::current().context();
     TraceContextPropagator::new().inject_context(&context, &mut carrier);
     carrier
+}
+
+/// Events of `db` waiting to be published.
+pub async fn backlog(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").fetch_one(db.pool()).await
 }
 
 /// How the relay batches, waits and cleans up.

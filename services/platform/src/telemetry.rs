@@ -48,6 +48,15 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// Sends the spans buffered so far (blocks: call it off the async runtime's threads).
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider
+            && let Err(error) = provider.force_flush()
+        {
+            tracing::warn!(%error, "flushing spans failed");
+        }
+    }
+
     /// Sends the spans still buffered and stops the exporter.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
@@ -58,9 +67,10 @@ impl Telemetry {
     }
 }
 
-/// Installs the process-wide subscriber: log lines to stderr (filtered by `RUST_LOG`)
-/// and, when `zipkin_endpoint` is set, every span exported to Zipkin as `service_name`.
-/// W3C trace context becomes the global propagator.
+/// Installs the process-wide subscriber: log lines to stderr (filtered by `RUST_LOG`) and
+/// spans with W3C trace ids, exported to Zipkin as `service_name` when `zipkin_endpoint`
+/// is set (without it, ids still flow through headers; nothing is exported). W3C trace
+/// context becomes the global propagator.
 pub fn init(service_name: &'static str, zipkin_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
@@ -68,18 +78,21 @@ pub fn init(service_name: &'static str, zipkin_endpoint: Option<&str>) -> Result
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal, not in log files or pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let provider =
-        zipkin_endpoint.map(|endpoint| zipkin_tracer_provider(service_name, endpoint)).transpose()?;
-    let otel = provider.as_ref().map(|provider| {
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(service_name))
-    });
+    let provider = match zipkin_endpoint {
+        Some(endpoint) => zipkin_tracer_provider(service_name, endpoint)?,
+        None => SdkTracerProvider::builder()
+            .with_resource(Resource::builder().with_service_name(service_name).build())
+            .build(),
+    };
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service_name));
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(otel)
+        // Spans reach the tracer whatever RUST_LOG says: a quiet log must not break traces.
+        .with(otel.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
         .try_init()
         .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider: Some(provider) })
 }
 
 /// A tracer provider that batches spans of `service_name` to the Zipkin collector at

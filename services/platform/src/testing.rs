@@ -71,7 +71,12 @@ enum Cleanup {
 impl TestDatabase {
     /// A fresh, empty database on the backend `TEST_DATABASE` names.
     pub async fn create() -> Self {
-        match TestBackend::from_env() {
+        Self::create_on(TestBackend::from_env()).await
+    }
+
+    /// A fresh, empty database on `backend`, for tests of one backend's own behaviour.
+    pub async fn create_on(backend: TestBackend) -> Self {
+        match backend {
             TestBackend::Sqlite => {
                 let dir = std::env::temp_dir().join("order-system-tests");
                 std::fs::create_dir_all(&dir).expect("create the test database folder");

@@ -9,13 +9,7 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "user-service", po
 
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
-    ServiceSpec {
-        defaults: DEFAULTS,
-        migrations: vec![],
-        uses_database: true,
-        uses_kafka: true,
-        topics: vec![topics::USER_SIGNED_UP],
-    }
+    ServiceSpec { topics: vec![topics::USER_SIGNED_UP], ..ServiceSpec::new(DEFAULTS) }
 }
 
 /// The service's own HTTP routes, beside the platform's `/health` and `/ready`.

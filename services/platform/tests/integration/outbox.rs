@@ -148,3 +148,44 @@ async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
     stop.cancel();
     relaying.await.expect("relay task");
 }
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_database_keep_order_and_send_each_event_once() {
+    // Always PostgreSQL: SQLite has one process per database file.
+    let database = platform::testing::TestDatabase::create_on(platform::testing::TestBackend::Postgres).await;
+    let instance_a = platform::db::Db::connect(&database.url, &[&crate::support::EFFECTS]).await.expect("a");
+    let instance_b = platform::db::Db::connect(&database.url, &[&crate::support::EFFECTS]).await.expect("b");
+    let topic = topic("it.outbox.instances").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relays = [
+        tokio::spawn(relay(&instance_a).run(stop.clone())),
+        tokio::spawn(relay(&instance_b).run(stop.clone())),
+    ];
+    // One aggregate written through both instances in turn, while both relays run.
+    let order_id = Uuid::new_v4();
+    for quantity in 1..=600u32 {
+        let db = if quantity % 2 == 0 { &instance_a } else { &instance_b };
+        let mut tx = db.begin_write().await.expect("begin");
+        tx.publish_to(&topic, &order(order_id, quantity)).await.expect("enqueue");
+        tx.commit().await.expect("commit");
+    }
+    let (stop_consumer, running) =
+        consume(&instance_a, Subscriptions::new().on_topic::<OrderCreated>(&topic, RecordQuantity)).await;
+    eventually(Duration::from_secs(60), "600 events applied", || async {
+        effects(&instance_a).await.len() >= 600
+    })
+    .await;
+    stop_consumer.cancel();
+    running.await.expect("consumer task");
+    stop.cancel();
+    for relaying in relays {
+        relaying.await.expect("relay task");
+    }
+    let seen: Vec<u32> = effects(&instance_a).await.iter().map(|q| q.parse().expect("number")).collect();
+    assert_eq!(seen, (1..=600).collect::<Vec<u32>>());
+    // The relays took turns: no row was sent by both.
+    let published = platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read");
+    assert_eq!(published.len(), 600);
+    instance_a.close().await;
+    instance_b.close().await;
+}

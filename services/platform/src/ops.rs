@@ -1,4 +1,5 @@
-//! `GET /health` (the process runs) and `GET /ready` (its database and Kafka answer).
+//! The operational endpoints of every service: `GET /health` (the process runs),
+//! `GET /ready` (its database and Kafka answer) and `GET /metrics` (Prometheus text).
 
 use axum::extract::State;
 use axum::http::StatusCode;
