@@ -22,7 +22,27 @@ pub struct Dependencies {
 
 /// The routes `/health` and `/ready`.
 pub fn router(dependencies: Dependencies) -> Router {
-    Router::new().route("/health", get(health)).route("/ready", get(ready)).with_state(dependencies)
+    crate::metrics::install();
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(dependencies)
+}
+
+async fn metrics(State(dependencies): State<Dependencies>) -> Response {
+    let backlog = match &dependencies.db {
+        Some(db) => match crate::outbox::backlog(db).await {
+            Ok(pending) => crate::metrics::backlog_line(pending),
+            Err(error) => {
+                tracing::warn!(%error, "outbox backlog unknown");
+                String::new()
+            }
+        },
+        None => String::new(),
+    };
+    let body = crate::metrics::render(&backlog);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn health() -> Json<serde_json::Value> {

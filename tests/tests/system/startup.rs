@@ -156,3 +156,13 @@ fn a_bad_variable_stops_the_binary_at_start_and_is_named() {
         assert!(stderr.contains(&format!("invalid {variable}=\"{value}\"")), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_the_outbox_backlog() {
+    let running = spawn_with(ALL[2], |_, _| {}).await;
+    let response = reqwest::get(format!("{}/metrics", running.service.base_url)).await.expect("GET");
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain"));
+    let body = response.text().await.expect("text");
+    assert!(body.contains("# TYPE outbox_backlog gauge\noutbox_backlog 0\n"), "{body}");
+}

@@ -182,6 +182,7 @@ async fn a_message_without_an_event_id_or_of_an_unknown_type_is_dead_lettered_at
 
 #[tokio::test]
 async fn a_flaky_handler_succeeds_on_its_third_attempt() {
+    platform::metrics::install();
     let (_database, db) = database().await;
     let topic = topic("it.consumer.flaky").await;
     let (stop, running) =
