@@ -13,8 +13,8 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
-use tokio::sync::Notify;
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Transaction};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub struct Db {
     url: Arc<str>,
     /// Signalled when a transaction that wrote outbox rows commits: the relay's doorbell.
     outbox_written: Arc<Notify>,
+    /// SQLite takes one writer at a time. Queueing writers here, in order, beats its busy
+    /// handler, which makes a waiting writer sleep in steps of up to 100 ms.
+    sqlite_writer: Arc<Mutex<()>>,
 }
 
 impl Db {
@@ -88,14 +91,18 @@ impl Db {
         let pool = match backend {
             Backend::Sqlite => {
                 create_sqlite_parent(url).map_err(|e| connect_error(sqlx::Error::Io(e)))?;
+                // WAL lets readers run beside the one writer, and a commit appends to the
+                // log instead of syncing the database file. It is a property of the file:
+                // set once, on one connection, before the pool opens more.
+                let mut first = AnyConnection::connect(url).await.map_err(connect_error)?;
+                first.execute("PRAGMA journal_mode = WAL").await.map_err(connect_error)?;
+                first.close().await.map_err(connect_error)?;
                 options
-                    // One connection per core would serialise readers behind the writer;
-                    // WAL lets these read while one writes.
                     .max_connections(8)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            // WAL and a busy timeout are sqlx's defaults; NORMAL sync is
-                            // durable across process crashes (not power loss) and much faster.
+                            // Durable across a process crash (not a power cut), and no
+                            // fsync per commit.
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             Ok(())
                         })
@@ -106,7 +113,13 @@ impl Db {
             Backend::Postgres => options.max_connections(16).connect(url).await,
         }
         .map_err(connect_error)?;
-        let db = Self { pool, backend, url: url.into(), outbox_written: Arc::new(Notify::new()) };
+        let db = Self {
+            pool,
+            backend,
+            url: url.into(),
+            outbox_written: Arc::new(Notify::new()),
+            sqlite_writer: Arc::default(),
+        };
         for set in std::iter::once(&&PLATFORM_MIGRATIONS).chain(migrations) {
             let mut migrator = match backend {
                 Backend::Sqlite => (set.sqlite)(),
@@ -134,15 +147,18 @@ impl Db {
         self.backend
     }
 
-    /// Starts a transaction that will write. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so two writers queue instead of failing when one upgrades
-    /// its read lock.
+    /// Starts a transaction that will write. On SQLite writers queue in this process first,
+    /// then take the write lock at once (`BEGIN IMMEDIATE`), so two writers never fail or
+    /// back off when one upgrades its read lock.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        let inner = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let (inner, writer) = match self.backend {
+            Backend::Sqlite => {
+                let writer = self.sqlite_writer.clone().lock_owned().await;
+                (self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(writer))
+            }
+            Backend::Postgres => (self.pool.begin().await?, None),
         };
-        Ok(Tx { inner, outbox_rows: 0, outbox_written: self.outbox_written.clone() })
+        Ok(Tx { inner, outbox_rows: 0, outbox_written: self.outbox_written.clone(), _writer: writer })
     }
 
     /// The notification a relay waits on: signalled after every commit that wrote events.
@@ -168,9 +184,12 @@ impl Db {
 /// Dropped without a commit, it rolls back and nothing is published.
 #[derive(Debug)]
 pub struct Tx {
+    // Dropped before the writer's turn below: the rollback is queued before the next
+    // writer starts.
     inner: Transaction<'static, sqlx::Any>,
     pub(crate) outbox_rows: usize,
     outbox_written: Arc<Notify>,
+    _writer: Option<OwnedMutexGuard<()>>,
 }
 
 impl Tx {

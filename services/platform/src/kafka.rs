@@ -43,7 +43,9 @@ pub fn client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("client.id", client_id)
         // Fail fast on a missing broker instead of retrying for the default minute.
-        .set("socket.connection.setup.timeout.ms", "5000");
+        .set("socket.connection.setup.timeout.ms", "5000")
+        // Small requests go out at once: Nagle's algorithm would hold them for an ACK.
+        .set("socket.nagle.disable", "true");
     config
 }
 

@@ -418,7 +418,7 @@ pub fn producer(kafka: &KafkaConfig, client_id: &str) -> Result<FutureProducer, 
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "0")
         // A short linger batches bursts without holding a lone event for long.
-        .set("linger.ms", "2")
+        .set("linger.ms", "0")
         .set("queue.buffering.max.messages", "200000")
         .create()
 }

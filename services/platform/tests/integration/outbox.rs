@@ -189,3 +189,44 @@ async fn two_instances_on_one_postgres_database_keep_order_and_send_each_event_o
     instance_a.close().await;
     instance_b.close().await;
 }
+
+#[tokio::test]
+async fn published_rows_and_old_event_ids_are_removed_after_their_retention() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.retention").await;
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 1)).await.expect("enqueue");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 2)).await.expect("enqueue");
+    sqlx::query(
+        "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ('g', 'old', 0)",
+    )
+    .execute(tx.conn())
+    .await
+    .expect("old id");
+    sqlx::query(
+        "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ('g', 'new', $1)",
+    )
+    .bind(platform::outbox::now_ms())
+    .execute(tx.conn())
+    .await
+    .expect("new id");
+    tx.commit().await.expect("commit");
+    let config = platform::outbox::RelayConfig {
+        batch_size: 1,
+        retention: Duration::ZERO,
+        processed_retention: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let relay =
+        platform::outbox::Relay::new(db.clone(), &kafka_config(), "platform-test", config).expect("relay");
+    assert_eq!(relay.publish_pending().await.expect("one of two"), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    relay.clean_up().await.expect("clean up");
+
+    let left: Vec<(Option<i64>,)> =
+        sqlx::query_as("SELECT published_at_ms FROM outbox").fetch_all(db.pool()).await.expect("outbox");
+    assert_eq!(left, [(None,)], "the published row is gone, the pending one stays");
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM processed_events").fetch_all(db.pool()).await.expect("ids");
+    assert_eq!(ids, ["new"]);
+}
