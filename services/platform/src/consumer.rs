@@ -136,14 +136,14 @@ enum Applied {
 /// A handler with its event type erased, so one table can route every topic.
 #[async_trait]
 trait Route: Send + Sync {
-    fn event_type(&self) -> &'static str;
-    async fn apply(
-        &self,
-        payload: &[u8],
-        meta: &EventMeta,
-        db: &Db,
-        group: &str,
-    ) -> Result<Applied, HandlerError>;
+    async fn apply(&self, received: Received<'_>, db: &Db, group: &str) -> Result<Applied, HandlerError>;
+}
+
+/// A message as a route sees it.
+struct Received<'a> {
+    message: &'a OwnedMessage,
+    delivery: &'a Delivery,
+    headers: HashMap<String, String>,
 }
 
 struct Typed<E, H> {
@@ -153,34 +153,118 @@ struct Typed<E, H> {
 
 #[async_trait]
 impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
-    fn event_type(&self) -> &'static str {
-        E::TYPE
-    }
-
-    async fn apply(
-        &self,
-        payload: &[u8],
-        meta: &EventMeta,
-        db: &Db,
-        group: &str,
-    ) -> Result<Applied, HandlerError> {
+    async fn apply(&self, received: Received<'_>, db: &Db, group: &str) -> Result<Applied, HandlerError> {
+        let meta = event_meta(received.delivery, received.headers, E::TYPE)?;
+        let payload = received.message.payload().ok_or_else(|| HandlerError::permanent("empty message"))?;
         let event: E = serde_json::from_slice(payload)
             .map_err(|e| HandlerError::permanent(format!("payload is not a valid {}: {e}", E::TYPE)))?;
         let mut tx = db.begin_write().await?;
-        let first_time =
-            sqlx::query("INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(group)
-                .bind(meta.id.to_string())
-                .bind(now_ms())
-                .execute(tx.conn())
-                .await?
-                .rows_affected()
-                == 1;
-        if !first_time {
+        if !first_time(&mut tx, group, &meta.id.to_string()).await? {
             tx.rollback().await?;
             return Ok(Applied::Before);
         }
-        self.handler.handle(event, meta, &mut tx).await?;
+        self.handler.handle(event, &meta, &mut tx).await?;
+        tx.commit().await?;
+        Ok(Applied::Now)
+    }
+}
+
+/// Records `id` as processed by `group`; false if it already was.
+async fn first_time(tx: &mut Tx, group: &str, id: &str) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(group)
+    .bind(id)
+    .bind(now_ms())
+    .execute(tx.conn())
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The CloudEvents metadata of a message, checked against the type its topic carries.
+fn event_meta(
+    delivery: &Delivery,
+    headers: HashMap<String, String>,
+    expected: &str,
+) -> Result<EventMeta, HandlerError> {
+    let id = headers
+        .get(headers::CE_ID)
+        .ok_or_else(|| HandlerError::permanent("no ce_id header"))?
+        .parse::<Uuid>()
+        .map_err(|e| HandlerError::permanent(format!("ce_id is not a UUID: {e}")))?;
+    let event_type =
+        headers.get(headers::CE_TYPE).ok_or_else(|| HandlerError::permanent("no ce_type header"))?;
+    if event_type != expected {
+        return Err(HandlerError::permanent(format!(
+            "unknown event type {event_type} on {} (expected {expected})",
+            delivery.topic
+        )));
+    }
+    Ok(EventMeta {
+        id,
+        event_type: event_type.clone(),
+        source: headers.get(headers::CE_SOURCE).cloned(),
+        time: headers.get(headers::CE_TIME).cloned(),
+        topic: delivery.topic.clone(),
+        partition: delivery.partition,
+        offset: delivery.offset,
+        attempt: delivery.attempt,
+        headers,
+    })
+}
+
+/// A message read from a dead-letter topic, whatever its payload (it may not even be JSON).
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The dead-letter topic.
+    pub topic: String,
+    /// Its partition there.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// The key, as text.
+    pub key: Option<String>,
+    /// The value, as text (lossy for bytes that are not UTF-8).
+    pub payload: Option<String>,
+    /// Every header, as text: the `dlt_` ones say where it came from and why.
+    pub headers: HashMap<String, String>,
+}
+
+/// Applies messages of a dead-letter topic (records them, alerts someone).
+#[async_trait]
+pub trait DeadLetterHandler: Send + Sync + 'static {
+    /// Applies `letter` through `tx`.
+    async fn handle(&self, letter: DeadLetter, tx: &mut Tx) -> Result<(), HandlerError>;
+}
+
+struct DeadLetters<H> {
+    handler: H,
+}
+
+#[async_trait]
+impl<H: DeadLetterHandler> Route for DeadLetters<H> {
+    async fn apply(&self, received: Received<'_>, db: &Db, group: &str) -> Result<Applied, HandlerError> {
+        let Received { message, delivery, headers } = received;
+        let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+        let letter = DeadLetter {
+            topic: delivery.topic.clone(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+            key: text(message.key()),
+            payload: text(message.payload()),
+            headers,
+        };
+        // Keyed by position, not by ce_id: the same event replayed and applied later must
+        // not look processed already.
+        let id = format!("dlt:{}:{}:{}", letter.topic, letter.partition, letter.offset);
+        let mut tx = db.begin_write().await?;
+        if !first_time(&mut tx, group, &id).await? {
+            tx.rollback().await?;
+            return Ok(Applied::Before);
+        }
+        self.handler.handle(letter, &mut tx).await?;
         tx.commit().await?;
         Ok(Applied::Now)
     }
@@ -212,6 +296,12 @@ impl Subscriptions {
     /// Applies events of type `E` read from `topic` (a dead-letter topic, say) with `handler`.
     pub fn on_topic<E: Event>(mut self, topic: &str, handler: impl Handler<E>) -> Self {
         self.routes.insert(topic.to_owned(), Arc::new(Typed { handler, event: PhantomData::<fn() -> E> }));
+        self
+    }
+
+    /// Applies what lands in `<topic>.dlt` with `handler`.
+    pub fn on_dead_letters(mut self, topic: &str, handler: impl DeadLetterHandler) -> Self {
+        self.routes.insert(topics::dead_letter(topic), Arc::new(DeadLetters { handler }));
         self
     }
 
@@ -488,33 +578,7 @@ impl Inner {
             .routes
             .get(&delivery.topic)
             .ok_or_else(|| HandlerError::permanent(format!("no handler for topic {}", delivery.topic)))?;
-        let id = headers
-            .get(headers::CE_ID)
-            .ok_or_else(|| HandlerError::permanent("no ce_id header"))?
-            .parse::<Uuid>()
-            .map_err(|e| HandlerError::permanent(format!("ce_id is not a UUID: {e}")))?;
-        let event_type =
-            headers.get(headers::CE_TYPE).ok_or_else(|| HandlerError::permanent("no ce_type header"))?;
-        if event_type != route.event_type() {
-            return Err(HandlerError::permanent(format!(
-                "unknown event type {event_type} on {} (expected {})",
-                delivery.topic,
-                route.event_type()
-            )));
-        }
-        let payload = message.payload().ok_or_else(|| HandlerError::permanent("empty message"))?;
-        let meta = EventMeta {
-            id,
-            event_type: event_type.clone(),
-            source: headers.get(headers::CE_SOURCE).cloned(),
-            time: headers.get(headers::CE_TIME).cloned(),
-            topic: delivery.topic.clone(),
-            partition: delivery.partition,
-            offset: delivery.offset,
-            attempt: delivery.attempt,
-            headers,
-        };
-        route.apply(payload, &meta, &self.db, &self.group).await
+        route.apply(Received { message, delivery, headers }, &self.db, &self.group).await
     }
 
     /// The message for the retry topic of this attempt: due after the backoff.

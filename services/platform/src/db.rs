@@ -138,8 +138,8 @@ impl Db {
     }
 
     /// The URL it was opened with.
-    pub fn url(&self) -> Option<&str> {
-        Some(&self.url)
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The engine behind the pool.

@@ -10,14 +10,15 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod dead_letter;
+pub mod extract;
 pub mod http_trace;
+pub mod idempotency;
 pub mod kafka;
 pub mod metrics;
 pub mod ops;
 pub mod outbox;
 pub mod problem;
 pub mod telemetry;
-#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use app::{Application, Context, ServiceSpec};

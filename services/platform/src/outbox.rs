@@ -307,7 +307,7 @@ impl Relay {
         headers
     }
 
-    /// Deletes published rows and processed event ids past their retention.
+    /// Deletes published rows, processed event ids and idempotency keys past their retention.
     pub async fn clean_up(&self) -> Result<(), sqlx::Error> {
         let now = now_ms();
         let mut tx = self.db.begin_write().await?;
@@ -317,6 +317,10 @@ impl Relay {
             .await?;
         sqlx::query("DELETE FROM processed_events WHERE processed_at_ms < $1")
             .bind(now - self.config.processed_retention.as_millis() as i64)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1")
+            .bind(now - crate::idempotency::RETENTION.as_millis() as i64)
             .execute(tx.conn())
             .await?;
         tx.commit().await
@@ -378,10 +382,10 @@ impl Relay {
     /// On PostgreSQL, a listener on the `outbox` channel: commits of other processes on
     /// the same database wake this relay too.
     async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
-        let url = self.db.url()?;
         if self.db.backend() != Backend::Postgres {
             return None;
         }
+        let url = self.db.url();
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect(url).await?;
             listener.listen("outbox").await?;

@@ -17,6 +17,9 @@ pub struct Problem {
     /// What went wrong this time, for the client to read (never internal error text).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For a 422: the request field that breaks a rule (an extension member).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl Problem {
@@ -27,7 +30,27 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
+            field: None,
         }
+    }
+
+    /// 422: a well-formed request whose `field` breaks a rule; the detail says which and why.
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, Some(format!("{field}: {reason}")))
+        }
+    }
+
+    /// 409 with a detail.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, Some(detail.into()))
+    }
+
+    /// 500, logging `error` with its causes; the client learns nothing internal.
+    pub fn internal(error: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %crate::error_chain(error), "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, Some("an unexpected error occurred".to_owned()))
     }
 
     /// 404 with a detail.

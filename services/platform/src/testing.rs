@@ -1,4 +1,5 @@
-//! Helpers for tests that run services against the real stack (feature `testing`).
+//! Helpers for tests that run services against the real stack. Compiled into the
+//! library (not behind a feature) so that tests and binaries share one build of it.
 //!
 //! The stack is the one `./test.sh` starts: Kafka at `KAFKA_BOOTSTRAP_SERVERS`, Zipkin at
 //! `ZIPKIN_URL`, PostgreSQL at `TEST_POSTGRES_URL`. `TEST_DATABASE=postgres` runs the

@@ -1,18 +1,41 @@
-//! user-service: users and sign-up (:8081). Publishes `UserSignedUp`.
+//! user-service: users and sign-up (:8081). Publishes `UserSignedUp` through its outbox.
+//!
+//! `domain` validates a sign-up once; `password` hashes with Argon2id; `store` is the
+//! `users` table; `api` holds the thin handlers.
+
+pub mod api;
+pub mod domain;
+pub mod error;
+pub mod password;
+pub mod store;
 
 use axum::Router;
+use platform::db::Migrations;
 use platform::{Context, ServiceDefaults, ServiceSpec};
 use shared_events::topics;
 
 /// Name and port from the contract.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "user-service", port: 8081 };
 
+/// The `users` schema.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: || sqlx::migrate!("../../migrations/user-service/sqlite"),
+    postgres: || sqlx::migrate!("../../migrations/user-service/postgres"),
+};
+
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
-    ServiceSpec { topics: vec![topics::USER_SIGNED_UP], ..ServiceSpec::new(DEFAULTS) }
+    ServiceSpec {
+        migrations: vec![MIGRATIONS],
+        topics: vec![topics::USER_SIGNED_UP],
+        ..ServiceSpec::new(DEFAULTS)
+    }
 }
 
-/// The service's own HTTP routes, beside the platform's `/health` and `/ready`.
-pub fn routes(_context: &Context) -> Router {
-    Router::new()
+/// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.
+pub fn routes(context: &Context) -> Router {
+    match &context.db {
+        Some(db) => api::router(db.clone()),
+        None => Router::new(),
+    }
 }

@@ -166,3 +166,14 @@ async fn metrics_are_prometheus_text_with_the_outbox_backlog() {
     let body = response.text().await.expect("text");
     assert!(body.contains("# TYPE outbox_backlog gauge\noutbox_backlog 0\n"), "{body}");
 }
+
+#[test]
+fn dlt_replay_refuses_a_topic_that_is_not_a_dead_letter_topic() {
+    let output = Command::new(binary("dlt-replay")).arg("email.send").output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("email.send is not a dead-letter topic"), "{stderr}");
+    let usage = Command::new(binary("dlt-replay")).output().expect("run");
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).starts_with("usage: dlt-replay"));
+}

@@ -230,3 +230,30 @@ async fn published_rows_and_old_event_ids_are_removed_after_their_retention() {
         sqlx::query_scalar("SELECT event_id FROM processed_events").fetch_all(db.pool()).await.expect("ids");
     assert_eq!(ids, ["new"]);
 }
+
+#[tokio::test]
+async fn a_commit_in_another_process_wakes_the_relay_through_postgres() {
+    // Always PostgreSQL: LISTEN/NOTIFY is how instances wake each other's relays there.
+    let database = platform::testing::TestDatabase::create_on(platform::testing::TestBackend::Postgres).await;
+    let relaying_instance = platform::db::Db::connect(&database.url, &[]).await.expect("a");
+    let writing_instance = platform::db::Db::connect(&database.url, &[]).await.expect("b");
+    let topic = topic("it.outbox.notify").await;
+    let config =
+        platform::outbox::RelayConfig { poll_interval: Duration::from_secs(3600), ..Default::default() };
+    let relay =
+        platform::outbox::Relay::new(relaying_instance.clone(), &kafka_config(), "platform-test", config)
+            .expect("relay");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay.clone().run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Committed through the other instance: its in-process doorbell rings nobody.
+    let mut tx = writing_instance.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 1)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    eventually(Duration::from_secs(10), "the other instance's relay published it", || async {
+        relay.backlog().await.expect("backlog") == 0
+    })
+    .await;
+    stop.cancel();
+    relaying.await.expect("relay task");
+}

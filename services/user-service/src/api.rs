@@ -1,0 +1,128 @@
+//! HTTP handlers: parse, call the sign-up, answer. Nothing else happens here.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json as AxumJson, Router};
+use platform::db::{Db, Tx};
+use platform::extract::Json;
+use platform::idempotency::{self, IdempotencyKey, StoredResponse};
+use platform::outbox::{now_ms, rfc3339_ms};
+use platform::problem::Problem;
+use serde::{Deserialize, Serialize};
+use shared_events::UserSignedUp;
+use uuid::Uuid;
+
+use crate::domain::{Email, Name, NewUser, Password};
+use crate::error::UserError;
+use crate::password;
+use crate::store::{self, User};
+
+/// The routes of `/api/users`.
+pub fn router(db: Db) -> Router {
+    Router::new().route("/api/users", post(sign_up)).route("/api/users/{id}", get(find)).with_state(db)
+}
+
+/// `POST /api/users` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignUpRequest {
+    email: String,
+    name: String,
+    password: String,
+}
+
+impl SignUpRequest {
+    fn validate(self) -> Result<NewUser, Problem> {
+        Ok(NewUser {
+            email: Email::parse(&self.email)?,
+            name: Name::parse(&self.name)?,
+            password: Password::parse(&self.password)?,
+        })
+    }
+}
+
+/// A user as the API shows it: never the password or its hash.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserResponse {
+    id: Uuid,
+    email: String,
+    name: String,
+    created_at: String,
+}
+
+impl From<User> for UserResponse {
+    fn from(user: User) -> Self {
+        Self { id: user.id, email: user.email, name: user.name, created_at: rfc3339_ms(user.created_at_ms) }
+    }
+}
+
+/// What a sign-up is compared by when its `Idempotency-Key` comes again.
+#[derive(Serialize)]
+struct SignUpFingerprint {
+    email: String,
+    name: String,
+    password: Option<String>,
+}
+
+async fn sign_up(
+    State(db): State<Db>,
+    headers: HeaderMap,
+    Json(request): Json<SignUpRequest>,
+) -> Result<Response, Problem> {
+    let key = IdempotencyKey::from_headers(&headers)?;
+    let new_user = request.validate()?;
+    let password_fingerprint = match &key {
+        Some(key) => Some(
+            password::fingerprint(new_user.password.clone(), key.as_str()).await.map_err(UserError::from)?,
+        ),
+        None => None,
+    };
+    let fingerprint = SignUpFingerprint {
+        email: new_user.email.as_str().to_owned(),
+        name: new_user.name.as_str().to_owned(),
+        password: password_fingerprint,
+    };
+    let password_hash = password::hash(new_user.password.clone()).await.map_err(UserError::from)?;
+    idempotency::once(&db, "POST /api/users", key, &fingerprint, |tx| register(tx, new_user, password_hash))
+        .await
+}
+
+/// Stores the user and its `UserSignedUp` in one transaction.
+async fn register(
+    mut tx: Tx,
+    new_user: NewUser,
+    password_hash: String,
+) -> Result<(Tx, StoredResponse), Problem> {
+    let user = User {
+        id: Uuid::new_v4(),
+        email: new_user.email.as_str().to_owned(),
+        name: new_user.name.as_str().to_owned(),
+        created_at_ms: now_ms(),
+    };
+    let inserted = store::insert(tx.conn(), &user, &new_user.email.key(), &password_hash)
+        .await
+        .map_err(UserError::from)?;
+    if !inserted {
+        return Err(UserError::EmailTaken(user.email).into());
+    }
+    let event = UserSignedUp { user_id: user.id, email: user.email.clone(), name: user.name.clone() };
+    tx.publish(&event).await.map_err(UserError::from)?;
+    tracing::info!(user_id = %user.id, "user signed up");
+    let location = format!("/api/users/{}", user.id);
+    let response = StoredResponse::json(StatusCode::CREATED, &UserResponse::from(user), Some(location))?;
+    Ok((tx, response))
+}
+
+async fn find(State(db): State<Db>, Path(id): Path<String>) -> Result<AxumJson<serde_json::Value>, Problem> {
+    let id: Uuid = id.parse().map_err(|_| UserError::NotFound(id.clone()))?;
+    let mut conn = db.pool().acquire().await.map_err(UserError::from)?;
+    let user = store::find(&mut conn, id)
+        .await
+        .map_err(UserError::from)?
+        .ok_or(UserError::NotFound(id.to_string()))?;
+    let body = serde_json::to_value(UserResponse::from(user)).map_err(|e| Problem::internal(&e))?;
+    Ok(AxumJson(body))
+}
