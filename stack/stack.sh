@@ -193,8 +193,9 @@ start_kafka() {
 }
 
 # Sends SIGTERM to every process in the pid files given, then waits for all of them
-# (SIGKILL after 60 s). Signalling all first matters for a KRaft cluster: a node that
-# stops alone after its peers waits in vain for the quorum.
+# (SIGKILL after 20 s). Signalling all first matters for a KRaft cluster: a node that
+# stops alone after its peers waits in vain for the quorum, and the last one standing may
+# still wait for it: a broker's log recovers from a kill at the next start.
 stop_pidfiles() {
   local name=$1 pidfile pids=() label
   shift
@@ -207,10 +208,10 @@ stop_pidfiles() {
       kill -TERM "${pids[-1]}" 2>/dev/null || true
     fi
   done
-  local deadline=$((SECONDS + 60)) pid
+  local deadline=$((SECONDS + 20)) pid
   for pid in "${pids[@]}"; do
     while kill -0 "$pid" 2>/dev/null; do
-      if ((SECONDS > deadline)); then log "pid $pid did not stop in 60 s: killing it"; kill -KILL "$pid" 2>/dev/null || true; fi
+      if ((SECONDS > deadline)); then log "pid $pid did not stop in 20 s: killing it"; kill -KILL "$pid" 2>/dev/null || true; fi
       sleep 0.3
     done
   done

@@ -124,7 +124,9 @@ impl Application {
             None
         };
         let kafka = if spec.uses_kafka {
-            kafka::ensure_topics(&config.kafka, config.service_name, &spec.topics).await?;
+            let topics: Vec<String> = spec.topics.iter().map(|t| config.kafka.topic(t)).collect();
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            kafka::ensure_topics(&config.kafka, config.service_name, &topics).await?;
             Some(KafkaProbe::new(&config.kafka, config.service_name)?)
         } else {
             None

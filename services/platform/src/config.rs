@@ -32,6 +32,21 @@ pub struct KafkaConfig {
     pub topic_partitions: i32,
     /// `KAFKA_REPLICATION_FACTOR`: 1 on one broker, 3 in a 3-broker cluster.
     pub replication_factor: i32,
+    /// `KAFKA_TOPIC_PREFIX`: put before every topic name, so that environments (or tests)
+    /// can share a cluster without sharing topics. Empty by default.
+    pub topic_prefix: String,
+}
+
+impl KafkaConfig {
+    /// The topic `name` of the contract as it is on this cluster.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+
+    /// The contract's name of cluster topic `topic`.
+    pub fn contract_name<'a>(&self, topic: &'a str) -> &'a str {
+        topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(topic)
+    }
 }
 
 /// Retry policy: attempt `n` (1-based) that failed waits `backoff × multiplier^(n-1)`.
@@ -123,6 +138,14 @@ impl ServiceConfig {
         )?;
         let topic_partitions = vars.parse("KAFKA_TOPIC_PARTITIONS", || 3, |v| positive::<i32>(v, 10_000))?;
         let replication_factor = vars.parse("KAFKA_REPLICATION_FACTOR", || 1, |v| positive::<i32>(v, 16))?;
+        let topic_prefix = vars.parse("KAFKA_TOPIC_PREFIX", String::new, |v| {
+            if v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) && v.len() <= 100
+            {
+                Ok(v.to_owned())
+            } else {
+                Err("expected up to 100 of a-z A-Z 0-9 . _ -".to_owned())
+            }
+        })?;
         let zipkin_endpoint = vars.parse(
             "ZIPKIN_ENDPOINT",
             || Some("http://127.0.0.1:9411/api/v2/spans".to_owned()),
@@ -165,7 +188,7 @@ impl ServiceConfig {
             service_name: defaults.name,
             http_addr,
             database_url,
-            kafka: KafkaConfig { bootstrap_servers, topic_partitions, replication_factor },
+            kafka: KafkaConfig { bootstrap_servers, topic_partitions, replication_factor, topic_prefix },
             zipkin_endpoint,
             retry,
         })
@@ -240,6 +263,7 @@ mod tests {
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9094"),
             ("KAFKA_TOPIC_PARTITIONS", "6"),
             ("KAFKA_REPLICATION_FACTOR", "3"),
+            ("KAFKA_TOPIC_PREFIX", "staging."),
             ("ZIPKIN_ENDPOINT", ""),
             ("RETRY_MAX_ATTEMPTS", "3"),
             ("RETRY_BACKOFF_MS", "10"),
@@ -250,6 +274,8 @@ mod tests {
         assert!(config.database_url.starts_with("postgres://"));
         assert_eq!(config.kafka.topic_partitions, 6);
         assert_eq!(config.kafka.replication_factor, 3);
+        assert_eq!(config.kafka.topic("order.created"), "staging.order.created");
+        assert_eq!(config.kafka.contract_name("staging.order.created"), "order.created");
         assert_eq!(config.zipkin_endpoint, None);
         assert_eq!(
             config.retry,
@@ -265,6 +291,7 @@ mod tests {
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1"),
             ("KAFKA_TOPIC_PARTITIONS", "0"),
             ("KAFKA_REPLICATION_FACTOR", "three"),
+            ("KAFKA_TOPIC_PREFIX", "a b"),
             ("ZIPKIN_ENDPOINT", "127.0.0.1:9411"),
             ("RETRY_MAX_ATTEMPTS", "-1"),
             ("RETRY_BACKOFF_MS", "soon"),

@@ -354,6 +354,7 @@ struct Inner {
     retry: RetryPolicy,
     routes: Subscriptions,
     producer: FutureProducer,
+    topic_prefix: String,
 }
 
 impl EventConsumer {
@@ -370,7 +371,7 @@ impl EventConsumer {
             |source| KafkaSetupError::Client { bootstrap: kafka.bootstrap_servers.clone(), source };
         let mut topics = Vec::new();
         let mut retry_topics = Vec::new();
-        for topic in subscriptions.topics() {
+        for topic in subscriptions.topics().iter().map(|t| kafka.topic(t)) {
             for attempt in 1..retry.max_attempts {
                 retry_topics.push(retry_topic(&topic, group, attempt));
             }
@@ -393,14 +394,22 @@ impl EventConsumer {
             .set("statistics.interval.ms", "5000")
             .create_with_context(LagReporter)
             .map_err(client_error)?;
-        let subscribed: Vec<String> = subscriptions.topics().into_iter().chain(retry_topics).collect();
+        let subscribed: Vec<String> =
+            subscriptions.topics().iter().map(|t| kafka.topic(t)).chain(retry_topics).collect();
         consumer
             .subscribe(&subscribed.iter().map(String::as_str).collect::<Vec<_>>())
             .map_err(client_error)?;
         let producer = producer(kafka, &format!("{group}-forwarder")).map_err(client_error)?;
         Ok(Self {
             consumer: Arc::new(consumer),
-            inner: Arc::new(Inner { db, group: group.to_owned(), retry, routes: subscriptions, producer }),
+            inner: Arc::new(Inner {
+                db,
+                group: group.to_owned(),
+                retry,
+                routes: subscriptions,
+                producer,
+                topic_prefix: kafka.topic_prefix.clone(),
+            }),
         })
     }
 
@@ -576,7 +585,7 @@ impl Inner {
         let route = self
             .routes
             .routes
-            .get(&delivery.topic)
+            .get(delivery.topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(&delivery.topic))
             .ok_or_else(|| HandlerError::permanent(format!("no handler for topic {}", delivery.topic)))?;
         route.apply(Received { message, delivery, headers }, &self.db, &self.group).await
     }

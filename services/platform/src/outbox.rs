@@ -141,6 +141,7 @@ pub struct Relay {
     producer: FutureProducer,
     source: &'static str,
     config: RelayConfig,
+    topic_prefix: String,
 }
 
 impl std::fmt::Debug for Relay {
@@ -174,7 +175,7 @@ impl Relay {
         config: RelayConfig,
     ) -> Result<Self, KafkaError> {
         let producer = producer(kafka, &format!("{source}-relay"))?;
-        Ok(Self { db, producer, source, config })
+        Ok(Self { db, producer, source, config, topic_prefix: kafka.topic_prefix.clone() })
     }
 
     /// Publishes one batch of pending events and marks them published; returns how many.
@@ -258,10 +259,12 @@ impl Relay {
 
     /// Sends every row, then waits for every acknowledgement.
     async fn send_all(&self, batch: &[Pending]) -> Vec<Result<(), KafkaError>> {
-        let deliveries = batch.iter().map(|row| {
+        let topics: Vec<String> =
+            batch.iter().map(|row| format!("{}{}", self.topic_prefix, row.topic)).collect();
+        let deliveries = batch.iter().zip(&topics).map(|(row, topic)| {
             let span = send_span(row);
             let headers = self.headers(row, &span);
-            let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
+            let record = FutureRecord::to(topic).key(&row.key).payload(&row.payload).headers(headers);
             let created_at_ms = row.created_at_ms;
             // Queue the message now (sending is synchronous up to the producer's buffer);
             // only the acknowledgement is awaited.

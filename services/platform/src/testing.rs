@@ -25,9 +25,24 @@ pub fn zipkin_url() -> String {
     std::env::var("ZIPKIN_URL").unwrap_or_else(|_| "http://127.0.0.1:9411".to_owned())
 }
 
-/// Kafka settings for tests: one partition count and replication factor of the stack.
+/// Kafka settings for tests: 3 partitions, and the replication factor of the cluster
+/// under test (`KAFKA_REPLICATION_FACTOR`, 1 unless a 3-broker cluster is tested).
 pub fn kafka_config() -> KafkaConfig {
-    KafkaConfig { bootstrap_servers: kafka_bootstrap(), topic_partitions: 3, replication_factor: 1 }
+    let replication_factor = std::env::var("KAFKA_REPLICATION_FACTOR")
+        .map(|rf| rf.parse().expect("KAFKA_REPLICATION_FACTOR is a number"))
+        .unwrap_or(1);
+    KafkaConfig {
+        bootstrap_servers: kafka_bootstrap(),
+        topic_partitions: 3,
+        replication_factor,
+        topic_prefix: String::new(),
+    }
+}
+
+/// A topic prefix no other test uses: the services of one test share it, and see nothing
+/// of any other test's events.
+pub fn topic_prefix() -> String {
+    format!("{}.", unique_name("t"))
 }
 
 /// A name no other test (or earlier run) has used, for topics, groups and databases.
@@ -140,14 +155,14 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A configuration for a service under test: port 0, the given database, the test stack,
-/// no span export, short retries.
+/// A configuration for a service under test: port 0, the given database, the test stack
+/// under a fresh topic prefix, no span export, short retries.
 pub fn service_config(spec: &ServiceSpec, database_url: &str) -> ServiceConfig {
     ServiceConfig {
         service_name: spec.defaults.name,
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: database_url.to_owned(),
-        kafka: kafka_config(),
+        kafka: KafkaConfig { topic_prefix: topic_prefix(), ..kafka_config() },
         zipkin_endpoint: None,
         retry: RetryPolicy {
             max_attempts: 5,

@@ -41,7 +41,11 @@ async fn every_service_is_healthy_and_ready_with_its_database_and_kafka() {
 
 #[tokio::test]
 async fn services_create_every_topic_of_the_contract_with_three_partitions() {
-    let _running = spawn_all().await;
+    let prefix = platform::testing::topic_prefix();
+    let mut running = Vec::new();
+    for service in ALL {
+        running.push(spawn_with(service, |_, config| config.kafka.topic_prefix = prefix.clone()).await);
+    }
     let consumer: BaseConsumer =
         platform::kafka::client_config(&platform::testing::kafka_config(), "system-test")
             .create()
@@ -52,7 +56,7 @@ async fn services_create_every_topic_of_the_contract_with_three_partitions() {
             .expect("join")
             .expect("Kafka must be up: ./test.sh starts it");
     for topic in contract_topics() {
-        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        let found = metadata.topics().iter().find(|t| t.name() == format!("{prefix}{topic}"));
         let partitions = found.map(|t| t.partitions().len());
         assert_eq!(partitions, Some(3), "topic {topic}");
     }

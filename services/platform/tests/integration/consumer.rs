@@ -193,6 +193,21 @@ async fn a_flaky_handler_succeeds_on_its_third_attempt() {
     stop.cancel();
     running.await.expect("consumer");
     assert!(dead_letters(&topic).await.is_empty());
+
+    // What /metrics shows about it.
+    let metrics = platform::metrics::render("");
+    let line = |name: &str, labels: &[&str]| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{metrics}"))
+            .to_owned()
+    };
+    let topic_label = format!("topic=\"{topic}\"");
+    assert!(line("consumer_retries_total", &[&topic_label]).ends_with(" 2"));
+    assert!(line("events_handled_total", &[&topic_label, "outcome=\"applied\""]).ends_with(" 1"));
+    assert!(line("events_handled_total", &[&topic_label, "outcome=\"retry\""]).ends_with(" 2"));
+    assert!(line("handler_duration_seconds_bucket", &[&topic_label, "outcome=\"applied\""]).contains("le="));
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use serde_json::Value;
 /// The user-service on a free port with a fresh database.
 pub struct TestApp {
     pub service: TestService,
+    pub topic_prefix: String,
     pub db: Db,
     pub client: reqwest::Client,
     _database: TestDatabase,
@@ -13,12 +14,19 @@ pub struct TestApp {
 pub async fn spawn_app() -> TestApp {
     let database = TestDatabase::create().await;
     let spec = user_service::spec();
-    let service = TestService::spawn(&spec, service_config(&spec, &database.url), user_service::routes).await;
+    let config = service_config(&spec, &database.url);
+    let topic_prefix = config.kafka.topic_prefix.clone();
+    let service = TestService::spawn(&spec, config, user_service::routes).await;
     let db = Db::connect(&database.url, &[]).await.expect("a second handle on the service's database");
-    TestApp { service, db, client: reqwest::Client::new(), _database: database }
+    TestApp { service, topic_prefix, db, client: reqwest::Client::new(), _database: database }
 }
 
 impl TestApp {
+    /// A topic of the contract under this test's prefix.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+
     pub async fn sign_up(&self, body: &Value) -> reqwest::Response {
         self.sign_up_with_key(body, None).await
     }

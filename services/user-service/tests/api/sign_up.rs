@@ -41,7 +41,7 @@ async fn sign_up_publishes_user_signed_up_without_the_password() {
     let id = user["id"].as_str().expect("id").to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let message = loop {
-        let messages = read_all(&kafka_config(), "user.signed-up").await.expect("read the topic");
+        let messages = read_all(&kafka_config(), &app.topic("user.signed-up")).await.expect("read the topic");
         if let Some(found) = messages.into_iter().find(|m| m.key() == Some(id.as_bytes())) {
             break found;
         }
