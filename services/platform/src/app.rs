@@ -148,9 +148,9 @@ impl Application {
                 let consumer = if subscriptions.is_empty() {
                     None
                 } else {
-                    let group = config.service_name;
+                    let group = config.consumer_group();
                     Some(
-                        EventConsumer::start(db.clone(), &config.kafka, group, config.retry, subscriptions)
+                        EventConsumer::start(db.clone(), &config.kafka, &group, config.retry, subscriptions)
                             .await?,
                     )
                 };

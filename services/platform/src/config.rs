@@ -23,6 +23,14 @@ pub struct ServiceConfig {
     pub retry: RetryPolicy,
 }
 
+impl ServiceConfig {
+    /// The service's consumer group: its name, under the topic prefix (environments that
+    /// share a cluster must not share groups either).
+    pub fn consumer_group(&self) -> String {
+        self.kafka.topic(self.service_name)
+    }
+}
+
 /// Kafka settings shared by producers, consumers and topic creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaConfig {

@@ -562,15 +562,21 @@ impl Inner {
                 let error = error_chain(&failure);
                 tracing::warn!(topic = %delivery.topic, attempt = delivery.attempt, %error, "handler failed, will retry");
                 metrics::handled(&delivery.topic, "retry", seconds);
-                self.forward(message, self.retry_record(&delivery, &headers, &error), shutdown).await?;
-                metrics::retried(&delivery.topic);
+                if self
+                    .forward(message, &delivery, self.retry_record(&delivery, &headers, &error), shutdown)
+                    .await?
+                {
+                    metrics::retried(&delivery.topic);
+                }
             }
             Err(failure) => {
                 let error = error_chain(&failure);
                 tracing::error!(topic = %delivery.topic, attempt = delivery.attempt, %error, "message sent to the dead-letter topic");
                 metrics::handled(&delivery.topic, "dead_letter", seconds);
-                self.forward(message, self.dead_letter_record(&delivery, &headers, &error), shutdown).await?;
-                metrics::dead_lettered(&delivery.topic);
+                let forward = self.dead_letter_record(&delivery, &headers, &error);
+                if self.forward(message, &delivery, forward, shutdown).await? {
+                    metrics::dead_lettered(&delivery.topic);
+                }
             }
         }
         Ok(())
@@ -633,11 +639,56 @@ impl Inner {
         }
     }
 
-    /// Produces `forward` with the message's key and value, until Kafka takes it.
+    /// Produces `forward` with the message's key and value, until Kafka takes it; `false`
+    /// when this attempt of this message was forwarded already (a redelivered copy: one
+    /// failure must not start two retry chains, nor put two copies in the DLT).
     async fn forward(
         &self,
         message: &OwnedMessage,
+        delivery: &Delivery,
         forward: Forward,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, Interrupted> {
+        // Keyed by the original position and the attempt: stable across every hop.
+        let marker = format!(
+            "forward:{}:{}:{}:{}",
+            delivery.topic, delivery.partition, delivery.offset, delivery.attempt
+        );
+        if self.forwarded_before(&marker).await {
+            tracing::debug!(%marker, "already forwarded, copy dropped");
+            return Ok(false);
+        }
+        self.produce(message, &forward, shutdown).await?;
+        // Recorded after the send: a crash between the two forwards twice, never zero times.
+        if let Err(error) = self.mark_forwarded(&marker).await {
+            tracing::warn!(%error, %marker, "could not record the forward");
+        }
+        Ok(true)
+    }
+
+    async fn forwarded_before(&self, marker: &str) -> bool {
+        let found = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM processed_events WHERE consumer_group = $1 AND event_id = $2",
+        )
+        .bind(&self.group)
+        .bind(marker)
+        .fetch_one(self.db.pool())
+        .await;
+        // Unknown (database down): forward; a duplicate is better than a loss.
+        found.is_ok_and(|count| count > 0)
+    }
+
+    async fn mark_forwarded(&self, marker: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        first_time(&mut tx, &self.group, marker).await?;
+        tx.commit().await
+    }
+
+    /// Produces `forward` with the message's key and value, until Kafka takes it.
+    async fn produce(
+        &self,
+        message: &OwnedMessage,
+        forward: &Forward,
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
         let mut pause = Duration::from_millis(100);

@@ -42,6 +42,8 @@ pub fn client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("client.id", client_id)
+        // A topic created elsewhere is seen within seconds, not the default five minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000")
         // Fail fast on a missing broker instead of retrying for the default minute.
         .set("socket.connection.setup.timeout.ms", "5000")
         // Small requests go out at once: Nagle's algorithm would hold them for an ACK.
@@ -63,6 +65,11 @@ pub async fn ensure_topics(
         |source| KafkaSetupError::Client { bootstrap: kafka.bootstrap_servers.clone(), source };
     let admin: AdminClient<DefaultClientContext> =
         client_config(kafka, client_id).create().map_err(client_error)?;
+    // A name twice in one request makes the broker answer once, and rdkafka 0.39 then
+    // reads past the results (a segfault, seen here): ask once per name.
+    let mut topics = topics.to_vec();
+    topics.sort_unstable();
+    topics.dedup();
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|topic| {
@@ -78,7 +85,39 @@ pub async fn ensure_topics(
             Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
         }
     }
-    Ok(())
+    wait_until_visible(admin, topics.iter().map(|t| (*t).to_owned()).collect()).await.map_err(client_error)
+}
+
+/// Waits until the cluster's metadata shows every topic with a leader for each partition.
+/// A consumer that subscribes before that does not see the topic until its next metadata
+/// refresh, minutes later: retries and dead letters would wait that long.
+async fn wait_until_visible(
+    admin: AdminClient<DefaultClientContext>,
+    topics: Vec<String>,
+) -> Result<(), KafkaError> {
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let metadata = admin.inner().fetch_metadata(None, BROKER_TIMEOUT)?;
+            let visible = |name: &String| {
+                metadata.topics().iter().any(|t| {
+                    t.name() == name
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            };
+            if topics.iter().all(visible) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
 }
 
 /// A cheap client that answers whether the brokers are reachable.

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod problem;
 pub mod telemetry;
 pub mod testing;
+pub mod validate;
 
 pub use app::{Application, Context, ServiceSpec};
 pub use config::{ServiceConfig, ServiceDefaults};

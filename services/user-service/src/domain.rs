@@ -11,32 +11,9 @@ pub struct Email(String);
 impl Email {
     /// Validates `raw` (surrounding spaces are dropped).
     pub fn parse(raw: &str) -> Result<Self, Problem> {
-        let email = raw.trim();
-        let invalid = |why: &str| Err(Problem::invalid("email", why));
-        if email.is_empty() {
-            return invalid("is required");
-        }
-        if email.len() > 254 {
-            return invalid("is longer than 254 characters");
-        }
-        let Some((local, domain)) = email.split_once('@') else {
-            return invalid("is not an e-mail address (no @)");
-        };
-        if local.is_empty() || local.len() > 64 || email.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return invalid("is not an e-mail address");
-        }
-        let labels: Vec<&str> = domain.split('.').collect();
-        let label_ok = |l: &&str| {
-            !l.is_empty()
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        };
-        if labels.len() < 2 || !labels.iter().all(label_ok) {
-            return invalid("is not an e-mail address (bad domain)");
-        }
-        Ok(Self(email.to_owned()))
+        platform::validate::email_address(raw)
+            .map(|email| Self(email.to_owned()))
+            .map_err(|rule| Problem::invalid("email", rule))
     }
 
     /// As the user wrote it.

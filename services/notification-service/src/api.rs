@@ -1,0 +1,236 @@
+//! HTTP handlers: queue e-mails and SMS, list what was sent and what failed, retry a
+//! failure.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json as AxumJson, Router};
+use platform::config::KafkaConfig;
+use platform::db::Db;
+use platform::dead_letter::{self, Selection};
+use platform::extract::Json;
+use platform::outbox::{now_ms, rfc3339_ms};
+use platform::problem::Problem;
+use platform::validate;
+use serde::{Deserialize, Serialize};
+use shared_events::{EmailSendMessage, SmsSendMessage};
+
+use crate::store::{self, Failure, Filter, Notification};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The service's database.
+    pub db: Db,
+    /// Kafka, for putting a failure back on its topic.
+    pub kafka: KafkaConfig,
+}
+
+/// The routes of `/api/emails`, `/api/sms` and `/api/notifications`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/emails/send", post(send_email))
+        .route("/api/sms/send", post(send_sms))
+        .route("/api/notifications", get(list))
+        .route("/api/notifications/failed", get(failed))
+        .route("/api/notifications/failed/{id}/retry", post(retry))
+        .with_state(state)
+}
+
+fn internal(error: sqlx::Error) -> Problem {
+    Problem::internal(&error)
+}
+
+/// `POST /api/emails/send` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendEmailRequest {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// The answer to a queued message.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Queued {
+    event_id: String,
+    status: &'static str,
+}
+
+fn address(field: &str, value: Option<&str>) -> Result<String, Problem> {
+    let value = value.ok_or_else(|| Problem::invalid(field, "is required"))?;
+    validate::email_address(value).map(str::to_owned).map_err(|rule| Problem::invalid(field, rule))
+}
+
+async fn send_email(
+    State(state): State<AppState>,
+    Json(request): Json<SendEmailRequest>,
+) -> Result<Response, Problem> {
+    let message = EmailSendMessage {
+        from: address("from", request.from.as_deref())?,
+        to: address("to", request.to.as_deref())?,
+        subject: request.subject,
+        body: request.body,
+    };
+    let mut tx = state.db.begin_write().await.map_err(internal)?;
+    let event_id = tx.publish(&message).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok((StatusCode::ACCEPTED, AxumJson(Queued { event_id: event_id.to_string(), status: "QUEUED" }))
+        .into_response())
+}
+
+/// `POST /api/sms/send` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendSmsRequest {
+    to: Option<String>,
+    text: Option<String>,
+}
+
+async fn send_sms(
+    State(state): State<AppState>,
+    Json(request): Json<SendSmsRequest>,
+) -> Result<Response, Problem> {
+    let to = validate::phone_number(request.to.as_deref().unwrap_or_default())
+        .map_err(|rule| Problem::invalid("to", rule))?;
+    let text = request.text.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(Problem::invalid("text", "must not be empty"));
+    }
+    if text.chars().count() > 1600 {
+        return Err(Problem::invalid("text", "is longer than 1600 characters"));
+    }
+    let mut tx = state.db.begin_write().await.map_err(internal)?;
+    let event_id = tx.publish(&SmsSendMessage { to, text }).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok((StatusCode::ACCEPTED, AxumJson(Queued { event_id: event_id.to_string(), status: "QUEUED" }))
+        .into_response())
+}
+
+/// `GET /api/notifications` filters.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    user_id: Option<String>,
+    order_id: Option<String>,
+    channel: Option<String>,
+}
+
+/// A notification as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotificationView {
+    id: String,
+    channel: String,
+    recipient: String,
+    subject: Option<String>,
+    kind: String,
+    user_id: Option<String>,
+    order_id: Option<String>,
+    attempts: i32,
+    created_at: String,
+}
+
+impl From<Notification> for NotificationView {
+    fn from(n: Notification) -> Self {
+        Self {
+            id: n.id,
+            channel: n.channel,
+            recipient: n.recipient,
+            subject: n.subject,
+            kind: n.kind,
+            user_id: n.user_id,
+            order_id: n.order_id,
+            attempts: n.attempts,
+            created_at: rfc3339_ms(n.created_at_ms),
+        }
+    }
+}
+
+async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Response, Problem> {
+    let channel = match query.channel.as_deref() {
+        None => None,
+        Some(channel @ ("EMAIL" | "SMS")) => Some(channel.to_owned()),
+        Some(_) => return Err(Problem::invalid("channel", "must be EMAIL or SMS")),
+    };
+    let filter = Filter { user_id: query.user_id, order_id: query.order_id, channel };
+    let mut conn = state.db.pool().acquire().await.map_err(internal)?;
+    let found = store::list(&mut conn, &filter, 500).await.map_err(internal)?;
+    Ok(AxumJson(found.into_iter().map(NotificationView::from).collect::<Vec<_>>()).into_response())
+}
+
+/// A failure as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FailureView {
+    id: String,
+    topic: String,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    dead_letter_topic: String,
+    dead_letter_partition: i32,
+    dead_letter_offset: i64,
+    event_id: Option<String>,
+    event_type: Option<String>,
+    key: Option<String>,
+    payload: Option<String>,
+    error: String,
+    attempts: i32,
+    first_failure_at: Option<String>,
+    last_failure_at: Option<String>,
+    retried_at: Option<String>,
+}
+
+impl From<Failure> for FailureView {
+    fn from(f: Failure) -> Self {
+        Self {
+            id: f.id,
+            topic: f.original_topic,
+            partition: f.original_partition,
+            offset: f.original_offset,
+            dead_letter_topic: f.dead_letter_topic,
+            dead_letter_partition: f.dead_letter_partition,
+            dead_letter_offset: f.dead_letter_offset,
+            event_id: f.event_id,
+            event_type: f.event_type,
+            key: f.message_key,
+            payload: f.payload,
+            error: f.error,
+            attempts: f.attempts,
+            first_failure_at: f.first_failure_at,
+            last_failure_at: f.last_failure_at,
+            retried_at: f.retried_at_ms.map(rfc3339_ms),
+        }
+    }
+}
+
+async fn failed(State(state): State<AppState>) -> Result<Response, Problem> {
+    let mut conn = state.db.pool().acquire().await.map_err(internal)?;
+    let found = store::failures(&mut conn).await.map_err(internal)?;
+    Ok(AxumJson(found.into_iter().map(FailureView::from).collect::<Vec<_>>()).into_response())
+}
+
+/// Puts a failed message back on its original topic, to be tried again from scratch.
+async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let mut conn = state.db.pool().acquire().await.map_err(internal)?;
+    let failure = store::find_failure(&mut conn, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| Problem::not_found(format!("no failed notification {id}")))?;
+    let one = Selection::One { partition: failure.dead_letter_partition, offset: failure.dead_letter_offset };
+    dead_letter::replay(&state.kafka, &failure.dead_letter_topic, one).await.map_err(|e| {
+        tracing::error!(error = %platform::error_chain(&e), "replay failed");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("the message could not be put back on its topic".to_owned()),
+        )
+    })?;
+    store::mark_retried(&mut conn, &id, now_ms()).await.map_err(internal)?;
+    let body = serde_json::json!({ "id": id, "status": "REPLAYED", "topic": failure.original_topic });
+    Ok((StatusCode::ACCEPTED, AxumJson(body)).into_response())
+}
