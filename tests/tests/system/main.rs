@@ -1,4 +1,5 @@
 //! Every service, started together against the real stack.
 
 mod helpers;
+mod signup;
 mod startup;
