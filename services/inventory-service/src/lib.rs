@@ -1,15 +1,32 @@
-//! inventory-service: the catalogue, prices, stock and reservations (:8083). Reserves on `OrderCreated`, releases on `PaymentFailed` and `PaymentRefunded`.
+//! inventory-service: the catalogue, prices, stock and reservations (:8083). Reserves on
+//! `OrderCreated` (all items or none), releases on `PaymentFailed` and `PaymentRefunded`.
+
+pub mod api;
+pub mod domain;
+pub mod handlers;
+pub mod store;
 
 use axum::Router;
+use platform::consumer::Subscriptions;
+use platform::db::Migrations;
 use platform::{Context, ServiceDefaults, ServiceSpec};
 use shared_events::topics;
+
+use crate::handlers::{ReleaseAfterFailedPayment, ReleaseAfterRefund, Reserve};
 
 /// Name and port from the contract.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "inventory-service", port: 8083 };
 
-/// How the platform starts this service: its schema and the topics it creates.
+/// The products and reservations schema.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: || sqlx::migrate!("../../migrations/inventory-service/sqlite"),
+    postgres: || sqlx::migrate!("../../migrations/inventory-service/postgres"),
+};
+
+/// How the platform starts this service.
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
+        migrations: vec![MIGRATIONS],
         topics: vec![
             topics::INVENTORY_RESERVED,
             topics::INVENTORY_REJECTED,
@@ -18,11 +35,20 @@ pub fn spec() -> ServiceSpec {
             topics::PAYMENT_FAILED,
             topics::PAYMENT_REFUNDED,
         ],
+        subscriptions: |_| {
+            Subscriptions::new()
+                .on::<shared_events::OrderCreated>(Reserve)
+                .on::<shared_events::PaymentFailed>(ReleaseAfterFailedPayment)
+                .on::<shared_events::PaymentRefunded>(ReleaseAfterRefund)
+        },
         ..ServiceSpec::new(DEFAULTS)
     }
 }
 
-/// The service's own HTTP routes, beside the platform's `/health` and `/ready`.
-pub fn routes(_context: &Context) -> Router {
-    Router::new()
+/// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.
+pub fn routes(context: &Context) -> Router {
+    match &context.db {
+        Some(db) => api::router(db.clone()),
+        None => Router::new(),
+    }
 }

@@ -1,15 +1,33 @@
-//! order-service: orders and their status history (:8082). Starts the saga with `OrderCreated` and ends it with `OrderConfirmed` or `OrderCancelled`.
+//! order-service: orders and their history (:8082). Starts the saga with `OrderCreated`
+//! and ends it with `OrderConfirmed` or `OrderCancelled`; a user's cancel of a confirmed
+//! order starts `OrderCancelRequested`.
+
+pub mod api;
+pub mod domain;
+pub mod handlers;
+pub mod store;
 
 use axum::Router;
+use platform::consumer::Subscriptions;
+use platform::db::Migrations;
 use platform::{Context, ServiceDefaults, ServiceSpec};
 use shared_events::topics;
+
+use crate::handlers::{CancelRejected, CancelReleased, Confirm};
 
 /// Name and port from the contract.
 pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "order-service", port: 8082 };
 
-/// How the platform starts this service: its schema and the topics it creates.
+/// The orders schema.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: || sqlx::migrate!("../../migrations/order-service/sqlite"),
+    postgres: || sqlx::migrate!("../../migrations/order-service/postgres"),
+};
+
+/// How the platform starts this service.
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
+        migrations: vec![MIGRATIONS],
         topics: vec![
             topics::ORDER_CREATED,
             topics::ORDER_CONFIRMED,
@@ -19,11 +37,20 @@ pub fn spec() -> ServiceSpec {
             topics::INVENTORY_REJECTED,
             topics::INVENTORY_RELEASED,
         ],
+        subscriptions: |_| {
+            Subscriptions::new()
+                .on::<shared_events::PaymentCompleted>(Confirm)
+                .on::<shared_events::InventoryRejected>(CancelRejected)
+                .on::<shared_events::InventoryReleased>(CancelReleased)
+        },
         ..ServiceSpec::new(DEFAULTS)
     }
 }
 
-/// The service's own HTTP routes, beside the platform's `/health` and `/ready`.
-pub fn routes(_context: &Context) -> Router {
-    Router::new()
+/// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.
+pub fn routes(context: &Context) -> Router {
+    match &context.db {
+        Some(db) => api::router(db.clone()),
+        None => Router::new(),
+    }
 }

@@ -61,9 +61,11 @@ pub mod retry_headers {
     pub const LAST_ERROR: &str = "retry_last_error";
 }
 
-/// The retry topic holding messages of `topic` whose attempt `attempt` failed in `group`.
-pub fn retry_topic(topic: &str, group: &str, attempt: u32) -> String {
-    format!("{topic}.{group}.retry-{attempt}")
+/// The retry topic of consumer group `group` holding the messages (of any of its topics)
+/// whose attempt `attempt` failed. One topic per attempt: all its messages wait the same
+/// backoff, so they fall due in the order they arrive.
+pub fn retry_topic(group: &str, attempt: u32) -> String {
+    format!("{group}.retry-{attempt}")
 }
 
 /// What a handler knows about the event besides its payload.
@@ -370,11 +372,9 @@ impl EventConsumer {
         let client_error =
             |source| KafkaSetupError::Client { bootstrap: kafka.bootstrap_servers.clone(), source };
         let mut topics = Vec::new();
-        let mut retry_topics = Vec::new();
+        let retry_topics: Vec<String> =
+            (1..retry.max_attempts).map(|attempt| retry_topic(group, attempt)).collect();
         for topic in subscriptions.topics().iter().map(|t| kafka.topic(t)) {
-            for attempt in 1..retry.max_attempts {
-                retry_topics.push(retry_topic(&topic, group, attempt));
-            }
             topics.push(topics::dead_letter(&topic));
             topics.push(topic);
         }
@@ -602,7 +602,7 @@ impl Inner {
         let due = now + self.retry.backoff_after(delivery.attempt).as_millis() as i64;
         let first = delivery.first_failure_at_ms.unwrap_or(now);
         Forward {
-            topic: retry_topic(&delivery.topic, &self.group, delivery.attempt),
+            topic: retry_topic(&self.group, delivery.attempt),
             headers: carried_headers(headers)
                 .insert(text(retry_headers::ORIGINAL_TOPIC, &delivery.topic))
                 .insert(text(retry_headers::ORIGINAL_PARTITION, &delivery.partition.to_string()))

@@ -158,7 +158,13 @@ impl Db {
             }
             Backend::Postgres => (self.pool.begin().await?, None),
         };
-        Ok(Tx { inner, outbox_rows: 0, outbox_written: self.outbox_written.clone(), _writer: writer })
+        Ok(Tx {
+            inner,
+            outbox_rows: 0,
+            outbox_written: self.outbox_written.clone(),
+            backend: self.backend,
+            _writer: writer,
+        })
     }
 
     /// The notification a relay waits on: signalled after every commit that wrote events.
@@ -189,10 +195,21 @@ pub struct Tx {
     inner: Transaction<'static, sqlx::Any>,
     pub(crate) outbox_rows: usize,
     outbox_written: Arc<Notify>,
+    backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
 impl Tx {
+    /// What to end a `SELECT` with to lock the rows it reads until commit: `FOR UPDATE` on
+    /// PostgreSQL, nothing on SQLite, where this transaction already excludes every other
+    /// writer.
+    pub fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// The connection, for queries inside the transaction.
     pub fn conn(&mut self) -> &mut AnyConnection {
         &mut self.inner

@@ -76,8 +76,10 @@ pub async fn ensure_topics(
             NewTopic::new(topic, kafka.topic_partitions, TopicReplication::Fixed(kafka.replication_factor))
         })
         .collect();
-    let options =
-        AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT)).request_timeout(Some(BROKER_TIMEOUT));
+    // Creating many topics at once (a service with retries and dead letters on a busy
+    // broker) can take longer than a probe may.
+    let timeout = Some(Duration::from_secs(30));
+    let options = AdminOptions::new().operation_timeout(timeout).request_timeout(timeout);
     let results = admin.create_topics(&new_topics, &options).await.map_err(client_error)?;
     for result in results {
         match result {

@@ -179,6 +179,8 @@ pub struct TestService {
     pub base_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The test's topic prefix: its topics are deleted when the service is dropped.
+    topic_prefix: String,
 }
 
 impl TestService {
@@ -189,6 +191,7 @@ impl TestService {
         routes: impl FnOnce(&Context) -> Router,
     ) -> Self {
         let name = spec.defaults.name;
+        let topic_prefix = config.kafka.topic_prefix.clone();
         let app = Application::build(spec, config, routes)
             .await
             .unwrap_or_else(|e| panic!("{name} did not start: {}", crate::error_chain(&e)));
@@ -197,7 +200,7 @@ impl TestService {
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        Self { base_url, stop: Some(stop), server: Some(server) }
+        Self { base_url, stop: Some(stop), server: Some(server), topic_prefix }
     }
 
     /// Stops serving and waits until the service has closed its database.
@@ -216,5 +219,37 @@ impl Drop for TestService {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        // A one-broker test cluster holds a few thousand partitions before it runs out of
+        // file handles: every test takes its topics away with it.
+        if self.topic_prefix.starts_with("t-") {
+            delete_topics_with_prefix(&self.topic_prefix);
+        }
+    }
+}
+
+/// Deletes every topic whose name starts with `prefix` (test prefixes only).
+pub fn delete_topics_with_prefix(prefix: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let config = kafka_config();
+    let Ok(admin) =
+        crate::kafka::client_config(&config, "test-cleanup").create::<AdminClient<DefaultClientContext>>()
+    else {
+        return;
+    };
+    let Ok(metadata) = admin.inner().fetch_metadata(None, std::time::Duration::from_secs(10)) else { return };
+    let names: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // The admin client's futures run on librdkafka's threads: no runtime needed here.
+    if let Err(error) = futures::executor::block_on(admin.delete_topics(&names, &AdminOptions::new())) {
+        eprintln!("could not delete the test topics {prefix}*: {error}");
     }
 }

@@ -1,0 +1,176 @@
+//! The `products` and `reservations` tables.
+
+use std::collections::BTreeMap;
+
+use platform::db::Tx;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::domain::Stock;
+
+/// A product with its stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    /// SKU.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Price per unit, in cents.
+    pub price_cents: i64,
+    /// Units that can be reserved.
+    pub available: i64,
+    /// Units held by orders.
+    pub reserved: i64,
+}
+
+fn product(row: &AnyRow) -> Result<Product, sqlx::Error> {
+    Ok(Product {
+        sku: row.try_get(0)?,
+        name: row.try_get(1)?,
+        price_cents: row.try_get(2)?,
+        available: row.try_get(3)?,
+        reserved: row.try_get(4)?,
+    })
+}
+
+/// Creates the product or updates its name, price and available stock.
+pub async fn upsert(
+    tx: &mut Tx,
+    sku: &str,
+    name: &str,
+    price_cents: i64,
+    available: i64,
+    now_ms: i64,
+) -> Result<Product, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO products (sku, name, price_cents, available, reserved, updated_at_ms) VALUES ($1, $2, $3, $4, 0, $5) \
+         ON CONFLICT (sku) DO UPDATE SET name = $2, price_cents = $3, available = $4, updated_at_ms = $5",
+    )
+    .bind(sku)
+    .bind(name)
+    .bind(price_cents)
+    .bind(available)
+    .bind(now_ms)
+    .execute(tx.conn())
+    .await?;
+    find(tx.conn(), sku).await?.ok_or(sqlx::Error::RowNotFound)
+}
+
+/// The product `sku`, if any.
+pub async fn find(conn: &mut AnyConnection, sku: &str) -> Result<Option<Product>, sqlx::Error> {
+    sqlx::query("SELECT sku, name, price_cents, available, reserved FROM products WHERE sku = $1")
+        .bind(sku)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(product)
+        .transpose()
+}
+
+/// Every product, by SKU.
+pub async fn all(conn: &mut AnyConnection) -> Result<Vec<Product>, sqlx::Error> {
+    sqlx::query("SELECT sku, name, price_cents, available, reserved FROM products ORDER BY sku")
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(product)
+        .collect()
+}
+
+/// The stock of `skus`, locked until the transaction ends (in SKU order, so two
+/// transactions never wait on each other crosswise).
+pub async fn lock_stock(
+    tx: &mut Tx,
+    skus: impl Iterator<Item = &String>,
+) -> Result<BTreeMap<String, Stock>, sqlx::Error> {
+    let mut stock = BTreeMap::new();
+    let sql = format!("SELECT price_cents, available FROM products WHERE sku = $1{}", tx.for_update());
+    for sku in skus {
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(sku).fetch_optional(tx.conn()).await?;
+        if let Some(row) = row {
+            stock.insert(sku.clone(), Stock { price_cents: row.try_get(0)?, available: row.try_get(1)? });
+        }
+    }
+    Ok(stock)
+}
+
+/// Moves `quantity` of `sku` from available to reserved (`delta` < 0 moves it back).
+pub async fn move_to_reserved(tx: &mut Tx, sku: &str, delta: i64, now_ms: i64) -> Result<(), sqlx::Error> {
+    let moved = sqlx::query(
+        "UPDATE products SET available = available - $1, reserved = reserved + $1, updated_at_ms = $2 \
+         WHERE sku = $3 AND available - $1 >= 0 AND reserved + $1 >= 0",
+    )
+    .bind(delta)
+    .bind(now_ms)
+    .bind(sku)
+    .execute(tx.conn())
+    .await?;
+    if moved.rows_affected() == 1 { Ok(()) } else { Err(sqlx::Error::RowNotFound) }
+}
+
+/// A reservation's status and lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// `RESERVED` or `RELEASED`.
+    pub status: String,
+    /// (SKU, quantity) per line.
+    pub lines: Vec<(String, i64)>,
+}
+
+/// Records the reservation of an order.
+pub async fn insert_reservation(
+    tx: &mut Tx,
+    order_id: &str,
+    user_id: &str,
+    items: &[shared_events::PricedItem],
+    total_cents: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO reservations (order_id, user_id, status, total_cents, created_at_ms) VALUES ($1, $2, 'RESERVED', $3, $4)",
+    )
+    .bind(order_id)
+    .bind(user_id)
+    .bind(total_cents)
+    .bind(now_ms)
+    .execute(tx.conn())
+    .await?;
+    for item in items {
+        sqlx::query("INSERT INTO reservation_items (order_id, sku, quantity, unit_price_cents) VALUES ($1, $2, $3, $4)")
+            .bind(order_id)
+            .bind(&item.sku)
+            .bind(i64::from(item.quantity))
+            .bind(item.unit_price_cents)
+            .execute(tx.conn())
+            .await?;
+    }
+    Ok(())
+}
+
+/// The reservation of `order_id`, locked until the transaction ends.
+pub async fn lock_reservation(tx: &mut Tx, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
+    let sql = format!("SELECT status FROM reservations WHERE order_id = $1{}", tx.for_update());
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(tx.conn()).await?
+    else {
+        return Ok(None);
+    };
+    let status: String = row.try_get(0)?;
+    let lines = sqlx::query("SELECT sku, quantity FROM reservation_items WHERE order_id = $1 ORDER BY sku")
+        .bind(order_id)
+        .fetch_all(tx.conn())
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Some(Reservation { status, lines }))
+}
+
+/// Marks the reservation of `order_id` released.
+pub async fn mark_released(tx: &mut Tx, order_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE reservations SET status = 'RELEASED', released_at_ms = $1 WHERE order_id = $2")
+        .bind(now_ms)
+        .bind(order_id)
+        .execute(tx.conn())
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,172 @@
+//! An order's life: its statuses, the moves between them, and a valid new order.
+
+use std::fmt;
+
+use platform::problem::Problem;
+use shared_events::{FailureReason, OrderItem};
+use uuid::Uuid;
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for stock and payment.
+    Pending,
+    /// Paid and final (until the user cancels it).
+    Confirmed,
+    /// The user cancelled it; refund and release under way.
+    Cancelling,
+    /// Ended without completing.
+    Cancelled,
+}
+
+impl Status {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Cancelling => "CANCELLING",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// From its stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "PENDING" => Some(Self::Pending),
+            "CONFIRMED" => Some(Self::Confirmed),
+            "CANCELLING" => Some(Self::Cancelling),
+            "CANCELLED" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What moves an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The payment went through.
+    Paid,
+    /// The stock could not be reserved.
+    Rejected(FailureReason),
+    /// The reservation was released (after a failed payment, or a refund).
+    Released(FailureReason),
+    /// The user asked to cancel.
+    CancelRequested,
+}
+
+/// The status after `step`, with its reason; `None` when the step does not apply (a
+/// late or repeated event, or a cancel of an order that cannot be cancelled).
+pub fn next(status: Status, step: Step) -> Option<(Status, Option<FailureReason>)> {
+    match (status, step) {
+        (Status::Pending, Step::Paid) => Some((Status::Confirmed, None)),
+        (Status::Pending, Step::Rejected(reason) | Step::Released(reason)) => {
+            Some((Status::Cancelled, Some(reason)))
+        }
+        (Status::Confirmed, Step::CancelRequested) => {
+            Some((Status::Cancelling, Some(FailureReason::CancelledByUser)))
+        }
+        (Status::Cancelling, Step::Released(_)) => {
+            Some((Status::Cancelled, Some(FailureReason::CancelledByUser)))
+        }
+        _ => None,
+    }
+}
+
+/// The words of a reason, as the API and events spell it.
+pub fn reason_text(reason: FailureReason) -> String {
+    serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// A valid order request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    /// Who orders.
+    pub user_id: Uuid,
+    /// 1 to 50 lines of 1 to 1000 units.
+    pub items: Vec<OrderItem>,
+}
+
+impl NewOrder {
+    /// Validates a request: the first rule broken is the 422.
+    pub fn parse(user_id: &str, items: Vec<(String, i64)>) -> Result<Self, Problem> {
+        let user_id = user_id.parse::<Uuid>().map_err(|_| Problem::invalid("userId", "is not a UUID"))?;
+        if items.is_empty() {
+            return Err(Problem::invalid("items", "must not be empty"));
+        }
+        if items.len() > 50 {
+            return Err(Problem::invalid("items", "must have at most 50 lines"));
+        }
+        let mut valid = Vec::with_capacity(items.len());
+        for (n, (sku, quantity)) in items.into_iter().enumerate() {
+            let ok_sku = !sku.is_empty()
+                && sku.len() <= 64
+                && sku.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok_sku {
+                return Err(Problem::invalid(
+                    &format!("items[{n}].sku"),
+                    "must be 1 to 64 of A-Z a-z 0-9 - _ .",
+                ));
+            }
+            if !(1..=1000).contains(&quantity) {
+                return Err(Problem::invalid(&format!("items[{n}].quantity"), "must be from 1 to 1000"));
+            }
+            valid.push(OrderItem { sku, quantity: quantity as u32 });
+        }
+        Ok(Self { user_id, items: valid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_saga_moves_an_order_only_along_the_contract() {
+        use FailureReason::*;
+        assert_eq!(next(Status::Pending, Step::Paid), Some((Status::Confirmed, None)));
+        assert_eq!(
+            next(Status::Pending, Step::Rejected(OutOfStock)),
+            Some((Status::Cancelled, Some(OutOfStock)))
+        );
+        assert_eq!(
+            next(Status::Pending, Step::Released(NoWallet)),
+            Some((Status::Cancelled, Some(NoWallet)))
+        );
+        assert_eq!(
+            next(Status::Confirmed, Step::CancelRequested),
+            Some((Status::Cancelling, Some(CancelledByUser)))
+        );
+        assert_eq!(
+            next(Status::Cancelling, Step::Released(CancelledByUser)),
+            Some((Status::Cancelled, Some(CancelledByUser)))
+        );
+        for status in [Status::Pending, Status::Cancelling, Status::Cancelled] {
+            assert_eq!(next(status, Step::CancelRequested), None, "{status} cannot be cancelled");
+        }
+        assert_eq!(next(Status::Confirmed, Step::Paid), None);
+        assert_eq!(next(Status::Cancelled, Step::Released(InsufficientFunds)), None);
+    }
+
+    #[test]
+    fn a_new_order_needs_a_user_and_one_to_fifty_sensible_lines() {
+        let user = Uuid::new_v4().to_string();
+        assert!(NewOrder::parse(&user, vec![("SKU-1".into(), 2)]).is_ok());
+        let field = |result: Result<NewOrder, Problem>| result.expect_err("invalid").field.expect("field");
+        assert_eq!(field(NewOrder::parse("42", vec![("A".into(), 1)])), "userId");
+        assert_eq!(field(NewOrder::parse(&user, vec![])), "items");
+        assert_eq!(field(NewOrder::parse(&user, vec![("A".into(), 1); 51])), "items");
+        assert_eq!(field(NewOrder::parse(&user, vec![("A".into(), 0)])), "items[0].quantity");
+        assert_eq!(
+            field(NewOrder::parse(&user, vec![("A".into(), 1), ("B".into(), 1001)])),
+            "items[1].quantity"
+        );
+        assert_eq!(field(NewOrder::parse(&user, vec![("".into(), 1)])), "items[0].sku");
+    }
+}

@@ -1,0 +1,394 @@
+//! The order saga across inventory, payment, order and notification services on one set
+//! of topics. Every test ends by checking the contract's invariants.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use platform::testing::topic_prefix;
+use serde_json::{Value, json};
+
+use crate::helpers::{ALL, Running, spawn_with};
+
+const INITIAL_BALANCE: i64 = 100_000;
+
+/// Sagas at once in this test binary: each brings five services and their topics up, and
+/// a one-broker cluster on two cores creates a few hundred topics at a time at best.
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(3);
+
+/// Every service of the saga, sharing a fresh topic prefix.
+pub struct Saga {
+    _slot: tokio::sync::SemaphorePermit<'static>,
+    users: Running,
+    orders: Running,
+    inventory: Running,
+    payments: Running,
+    notifications: Running,
+    client: reqwest::Client,
+    /// Stock given to each product by PUT, for the stock invariant.
+    stock: HashMap<String, i64>,
+    /// Deposits made per user.
+    deposits: HashMap<String, i64>,
+}
+
+impl Saga {
+    pub async fn start() -> Self {
+        let slot = SLOTS.acquire().await.expect("the semaphore is never closed");
+        let prefix = topic_prefix();
+        let mut running = Vec::new();
+        for service in [ALL[1], ALL[2], ALL[3], ALL[4], ALL[5]] {
+            let prefix = prefix.clone();
+            running.push(spawn_with(service, move |_, config| config.kafka.topic_prefix = prefix).await);
+        }
+        let mut running = running.into_iter();
+        let mut next = || running.next().expect("five services");
+        Self {
+            _slot: slot,
+            users: next(),
+            orders: next(),
+            inventory: next(),
+            payments: next(),
+            notifications: next(),
+            client: reqwest::Client::new(),
+            stock: HashMap::new(),
+            deposits: HashMap::new(),
+        }
+    }
+
+    async fn get(&self, service: &Running, path: &str) -> (u16, Value) {
+        let response =
+            self.client.get(format!("{}{path}", service.service.base_url)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn send(
+        &self,
+        service: &Running,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", service.service.base_url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Signs a user up and waits until its wallet is open.
+    pub async fn user(&self) -> String {
+        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+        let body = json!({"email": email, "name": "Shopper", "password": "password-1"});
+        let (status, user) = self.send(&self.users, reqwest::Method::POST, "/api/users", Some(body)).await;
+        assert_eq!(status, 201, "{user}");
+        let id = user["id"].as_str().expect("id").to_owned();
+        self.eventually("the wallet opened", || async {
+            self.get(&self.payments, &format!("/api/wallets/{id}")).await.0 == 200
+        })
+        .await;
+        id
+    }
+
+    pub async fn product(&mut self, sku: &str, price_cents: i64, available: i64) {
+        let body =
+            json!({"name": format!("Product {sku}"), "priceCents": price_cents, "available": available});
+        let (status, product) = self
+            .send(&self.inventory, reqwest::Method::PUT, &format!("/api/products/{sku}"), Some(body))
+            .await;
+        assert_eq!(status, 200, "{product}");
+        self.stock.insert(sku.to_owned(), available);
+    }
+
+    pub async fn order(&self, user_id: &str, items: Value) -> String {
+        let (status, order) = self.place(user_id, items, None).await;
+        assert_eq!(status, 202, "{order}");
+        order["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn place(&self, user_id: &str, items: Value, key: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/api/orders", self.orders.service.base_url))
+            .json(&json!({"userId": user_id, "items": items}));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("POST /api/orders");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
+    }
+
+    /// Waits until the order is CONFIRMED or CANCELLED, and returns it.
+    pub async fn terminal(&self, order_id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, order) = self.get(&self.orders, &format!("/api/orders/{order_id}")).await;
+            if order["status"] == "CONFIRMED" || order["status"] == "CANCELLED" {
+                return order;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {order_id} still {} after 60 s",
+                order["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn payments_of(&self, order_id: &str) -> Vec<Value> {
+        self.get(&self.payments, &format!("/api/payments?orderId={order_id}"))
+            .await
+            .1
+            .as_array()
+            .expect("array")
+            .clone()
+    }
+
+    pub async fn balance(&self, user_id: &str) -> i64 {
+        self.get(&self.payments, &format!("/api/wallets/{user_id}")).await.1["balanceCents"]
+            .as_i64()
+            .expect("balance")
+    }
+
+    pub async fn stock_of(&self, sku: &str) -> (i64, i64) {
+        let (_, product) = self.get(&self.inventory, &format!("/api/products/{sku}")).await;
+        (product["available"].as_i64().expect("available"), product["reserved"].as_i64().expect("reserved"))
+    }
+
+    pub async fn cancel(&self, order_id: &str) -> (u16, Value) {
+        self.send(&self.orders, reqwest::Method::POST, &format!("/api/orders/{order_id}/cancel"), None).await
+    }
+
+    pub async fn deposit(&mut self, user_id: &str, cents: i64) {
+        let (status, _) = self
+            .send(
+                &self.payments,
+                reqwest::Method::POST,
+                &format!("/api/wallets/{user_id}/deposit"),
+                Some(json!({"amountCents": cents})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        *self.deposits.entry(user_id.to_owned()).or_default() += cents;
+    }
+
+    async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "not within 60 s: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The contract's invariants, at rest: every order terminal; balances add up; stock
+    /// adds up; a CONFIRMED order has one completed payment; one mail per terminal order.
+    pub async fn check_invariants(&self) {
+        let (_, orders) = self.get(&self.orders, "/api/orders?limit=500").await;
+        let orders = orders.as_array().expect("orders").clone();
+        let mut reserved: HashMap<String, i64> = HashMap::new();
+        let mut spent: HashMap<String, i64> = HashMap::new();
+        for order in &orders {
+            let id = order["id"].as_str().expect("id");
+            let order = self.terminal(id).await;
+            let payments = self.payments_of(id).await;
+            let completed: Vec<&Value> = payments.iter().filter(|p| p["status"] == "COMPLETED").collect();
+            if order["status"] == "CONFIRMED" {
+                assert_eq!(completed.len(), 1, "order {id}: {payments:?}");
+                assert_eq!(completed[0]["amountCents"], order["totalCents"]);
+                for item in order["items"].as_array().expect("items") {
+                    *reserved.entry(item["sku"].as_str().expect("sku").to_owned()).or_default() +=
+                        item["quantity"].as_i64().expect("quantity");
+                }
+            } else {
+                assert!(completed.is_empty(), "cancelled order {id} has a completed payment: {payments:?}");
+            }
+            for payment in completed {
+                *spent.entry(payment["userId"].as_str().expect("user").to_owned()).or_default() +=
+                    payment["amountCents"].as_i64().expect("amount");
+            }
+            let kind = if order["status"] == "CONFIRMED" { "ORDER_CONFIRMED" } else { "ORDER_CANCELLED" };
+            let mails = format!("/api/notifications?orderId={id}");
+            self.eventually(&format!("one {kind} mail for {id}"), || async {
+                let (_, sent) = self.get(&self.notifications, &mails).await;
+                sent.as_array().is_some_and(|s| s.iter().filter(|n| n["kind"] == kind).count() == 1)
+            })
+            .await;
+        }
+        for (user, spent) in &spent {
+            let expected = INITIAL_BALANCE + self.deposits.get(user).copied().unwrap_or(0) - spent;
+            assert_eq!(self.balance(user).await, expected, "wallet of {user}");
+        }
+        for (sku, initial) in &self.stock {
+            let (available, held) = self.stock_of(sku).await;
+            assert_eq!(
+                held,
+                reserved.get(sku).copied().unwrap_or(0),
+                "{sku}: reserved = units of confirmed orders"
+            );
+            assert_eq!(available + held, *initial, "{sku}: stock adds up");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_paid_order_is_confirmed_with_one_payment_its_stock_reserved_and_one_email() {
+    let mut saga = Saga::start().await;
+    saga.product("BOOK", 2500, 10).await;
+    let user = saga.user().await;
+    let id = saga.order(&user, json!([{"sku": "BOOK", "quantity": 2}, {"sku": "BOOK", "quantity": 1}])).await;
+    let order = saga.terminal(&id).await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert_eq!(order["totalCents"], 7500);
+    assert_eq!(order["failureReason"], Value::Null);
+    let steps: Vec<&str> = order["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["status"].as_str().expect("s"))
+        .collect();
+    assert_eq!(steps, ["PENDING", "CONFIRMED"]);
+    assert_eq!(saga.stock_of("BOOK").await, (7, 3));
+    assert_eq!(saga.balance(&user).await, INITIAL_BALANCE - 7500);
+    saga.check_invariants().await;
+}
+
+#[tokio::test]
+async fn an_unknown_sku_or_missing_stock_cancels_without_a_payment() {
+    let mut saga = Saga::start().await;
+    saga.product("LAMP", 1000, 1).await;
+    let user = saga.user().await;
+    let unknown = saga.order(&user, json!([{"sku": "NOPE", "quantity": 1}])).await;
+    let short = saga.order(&user, json!([{"sku": "LAMP", "quantity": 2}])).await;
+    let unknown = saga.terminal(&unknown).await;
+    let short = saga.terminal(&short).await;
+    assert_eq!(
+        (unknown["status"].as_str(), unknown["failureReason"].as_str()),
+        (Some("CANCELLED"), Some("UNKNOWN_SKU"))
+    );
+    assert_eq!(
+        (short["status"].as_str(), short["failureReason"].as_str()),
+        (Some("CANCELLED"), Some("OUT_OF_STOCK"))
+    );
+    for order in [&unknown, &short] {
+        assert!(saga.payments_of(order["id"].as_str().expect("id")).await.is_empty());
+    }
+    assert_eq!(saga.stock_of("LAMP").await, (1, 0));
+    saga.check_invariants().await;
+}
+
+#[tokio::test]
+async fn a_failed_payment_releases_the_stock_and_cancels_the_order() {
+    let mut saga = Saga::start().await;
+    saga.product("CAR", 90_000, 5).await;
+    let user = saga.user().await;
+    let id = saga.order(&user, json!([{"sku": "CAR", "quantity": 2}])).await;
+    let order = saga.terminal(&id).await;
+    assert_eq!(
+        (order["status"].as_str(), order["failureReason"].as_str()),
+        (Some("CANCELLED"), Some("INSUFFICIENT_FUNDS"))
+    );
+    let payments = saga.payments_of(&id).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(
+        (payments[0]["status"].as_str(), payments[0]["reason"].as_str()),
+        (Some("FAILED"), Some("INSUFFICIENT_FUNDS"))
+    );
+    assert_eq!(saga.stock_of("CAR").await, (5, 0), "compensated: the reservation was released");
+    assert_eq!(saga.balance(&user).await, INITIAL_BALANCE);
+    saga.check_invariants().await;
+}
+
+#[tokio::test]
+async fn an_order_of_a_user_without_a_wallet_is_cancelled_with_no_wallet() {
+    let mut saga = Saga::start().await;
+    saga.product("PEN", 100, 5).await;
+    let stranger = uuid::Uuid::new_v4().to_string();
+    let id = saga.order(&stranger, json!([{"sku": "PEN", "quantity": 1}])).await;
+    let order = saga.terminal(&id).await;
+    assert_eq!(
+        (order["status"].as_str(), order["failureReason"].as_str()),
+        (Some("CANCELLED"), Some("NO_WALLET"))
+    );
+    assert_eq!(saga.stock_of("PEN").await, (5, 0));
+}
+
+#[tokio::test]
+async fn a_cancel_after_confirm_refunds_releases_and_cancels() {
+    let mut saga = Saga::start().await;
+    saga.product("TV", 30_000, 3).await;
+    let user = saga.user().await;
+    saga.deposit(&user, 5_000).await;
+    let id = saga.order(&user, json!([{"sku": "TV", "quantity": 1}])).await;
+    assert_eq!(saga.terminal(&id).await["status"], "CONFIRMED");
+    let (status, cancelling) = saga.cancel(&id).await;
+    assert_eq!(status, 202, "{cancelling}");
+    assert_eq!(cancelling["status"], "CANCELLING");
+    let order = saga.terminal(&id).await;
+    assert_eq!(
+        (order["status"].as_str(), order["failureReason"].as_str()),
+        (Some("CANCELLED"), Some("CANCELLED_BY_USER"))
+    );
+    let steps: Vec<&str> = order["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["status"].as_str().expect("s"))
+        .collect();
+    assert_eq!(steps, ["PENDING", "CONFIRMED", "CANCELLING", "CANCELLED"]);
+    let payments = saga.payments_of(&id).await;
+    assert_eq!(payments[0]["status"], "REFUNDED");
+    assert_eq!(saga.balance(&user).await, INITIAL_BALANCE + 5_000);
+    assert_eq!(saga.stock_of("TV").await, (3, 0));
+    let (again, problem) = saga.cancel(&id).await;
+    assert_eq!(again, 409, "{problem}");
+    saga.check_invariants().await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_orders_for_a_hundred_units_confirm_exactly_a_hundred() {
+    let mut saga = Saga::start().await;
+    saga.product("GPU", 100, 100).await;
+    let user = saga.user().await;
+    let placed = futures::future::join_all(
+        (0..200).map(|_| saga.place(&user, json!([{"sku": "GPU", "quantity": 1}]), None)),
+    )
+    .await;
+    let mut confirmed = 0;
+    for (status, order) in placed {
+        assert_eq!(status, 202);
+        let order = saga.terminal(order["id"].as_str().expect("id")).await;
+        if order["status"] == "CONFIRMED" {
+            confirmed += 1;
+        } else {
+            assert_eq!(order["failureReason"], "OUT_OF_STOCK");
+        }
+    }
+    assert_eq!(confirmed, 100);
+    assert_eq!(saga.stock_of("GPU").await, (0, 100));
+    saga.check_invariants().await;
+}
+
+#[tokio::test]
+async fn a_post_repeated_with_one_idempotency_key_places_one_order() {
+    let mut saga = Saga::start().await;
+    saga.product("MUG", 500, 10).await;
+    let user = saga.user().await;
+    let items = json!([{"sku": "MUG", "quantity": 1}]);
+    let (first_status, first) = saga.place(&user, items.clone(), Some("checkout-7")).await;
+    let (again_status, again) = saga.place(&user, items.clone(), Some("checkout-7")).await;
+    assert_eq!((first_status, again_status), (202, 202));
+    assert_eq!(first["id"], again["id"]);
+    let (other, problem) =
+        saga.place(&user, json!([{"sku": "MUG", "quantity": 2}]), Some("checkout-7")).await;
+    assert_eq!(other, 422, "{problem}");
+    saga.terminal(first["id"].as_str().expect("id")).await;
+    let (_, orders) = saga.get(&saga.orders, &format!("/api/orders?userId={user}")).await;
+    assert_eq!(orders.as_array().expect("orders").len(), 1);
+    saga.check_invariants().await;
+}
