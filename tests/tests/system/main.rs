@@ -1,5 +1,6 @@
 //! Every service, started together against the real stack.
 
+mod gateway;
 mod helpers;
 mod saga;
 mod signup;

@@ -1,0 +1,111 @@
+//! The reverse proxy: `/api/...` to the service that owns it, with the caller's request
+//! id and trace context, a time limit, and a clear problem when a service is down.
+
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_http::HeaderInjector;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use platform::problem::Problem;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::upstreams::Upstreams;
+
+/// The largest request body forwarded.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// What the proxy needs.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// Where each service is.
+    pub upstreams: Upstreams,
+    /// The HTTP client (a connection pool per service).
+    pub client: reqwest::Client,
+    /// How long a service may take to answer.
+    pub timeout: Duration,
+}
+
+/// Headers that belong to one hop and are not forwarded.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    headers.iter().filter(|(name, _)| !hop_by_hop(name)).map(|(n, v)| (n.clone(), v.clone())).collect()
+}
+
+/// Forwards one request.
+pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some((service, base)) = proxy.upstreams.for_path(&path) else {
+        return Problem::not_found(format!("no service serves {path}")).into_response();
+    };
+    let path_and_query = request.uri().path_and_query().map_or(path.clone(), |pq| pq.as_str().to_owned());
+    let method = request.method().clone();
+    let mut headers = forwardable(request.headers());
+    // The gateway's own server span is the parent of the service's.
+    TraceContextPropagator::new()
+        .inject_context(&tracing::Span::current().context(), &mut HeaderInjector(&mut headers));
+    let body = match to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, Some("the body exceeds 1 MiB".to_owned()))
+                .into_response();
+        }
+    };
+    let sent = proxy
+        .client
+        .request(method, format!("{base}{path_and_query}"))
+        .headers(headers)
+        .body(body)
+        .timeout(proxy.timeout)
+        .send()
+        .await;
+    match sent {
+        Ok(answer) => {
+            let status = answer.status();
+            let headers = forwardable(answer.headers());
+            match answer.bytes().await {
+                Ok(bytes) => {
+                    let mut response = Response::new(Body::from(bytes));
+                    *response.status_mut() = status;
+                    *response.headers_mut() = headers;
+                    response
+                }
+                Err(error) => unavailable(service, &error, proxy.timeout),
+            }
+        }
+        Err(error) => unavailable(service, &error, proxy.timeout),
+    }
+}
+
+/// 504 when the service was too slow, 502 when it could not be reached or answered badly.
+fn unavailable(service: &str, error: &reqwest::Error, timeout: Duration) -> Response {
+    tracing::warn!(service, %error, "upstream failed");
+    let problem = if error.is_timeout() {
+        Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            Some(format!("{service} did not answer within {} ms", timeout.as_millis())),
+        )
+    } else {
+        Problem::new(StatusCode::BAD_GATEWAY, Some(format!("{service} is unavailable")))
+    };
+    let mut response = problem.into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}

@@ -1,0 +1,122 @@
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::HeaderMap;
+use axum::routing::{any, get};
+use platform::testing::{TestService, service_config};
+use serde_json::{Value, json};
+
+use crate::helpers::{ALL, free_port, spawn_with};
+
+/// A stand-in service that answers with the headers it received, or slowly.
+async fn echo_service() -> String {
+    async fn echo(headers: HeaderMap) -> Json<Value> {
+        let headers: serde_json::Map<String, Value> =
+            headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default()))).collect();
+        Json(Value::Object(headers))
+    }
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        "late"
+    }
+    let app =
+        axum::Router::new().route("/api/orders/slow", get(slow)).route("/api/orders/{*rest}", any(echo));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+async fn gateway(upstreams: gateway::Upstreams, timeout: Duration) -> TestService {
+    let spec = gateway::spec();
+    TestService::spawn(&spec, service_config(&spec, "sqlite::memory:"), move |_| {
+        gateway::router(upstreams, timeout)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_gateway_routes_to_the_owning_service() {
+    let users = spawn_with(ALL[1], |_, _| {}).await;
+    let inventory = spawn_with(ALL[3], |_, _| {}).await;
+    let upstreams = gateway::Upstreams {
+        user: users.service.base_url.clone(),
+        inventory: inventory.service.base_url.clone(),
+        ..Default::default()
+    };
+    let gateway = gateway(upstreams, Duration::from_secs(10)).await;
+    let client = reqwest::Client::new();
+    let signed_up = client
+        .post(format!("{}/api/users", gateway.base_url))
+        .json(&json!({"email": format!("{}@example.com", uuid::Uuid::new_v4().simple()), "name": "Via", "password": "gateway-1"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(signed_up.status(), 201);
+    assert!(signed_up.headers()["location"].to_str().expect("ascii").starts_with("/api/users/"));
+    let put = client
+        .put(format!("{}/api/products/GW-1", gateway.base_url))
+        .json(&json!({"name": "Gate", "priceCents": 10, "available": 2}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status(), 200);
+    let product: Value = client
+        .get(format!("{}/api/products/GW-1", gateway.base_url))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(product["available"], 2);
+    let invalid = client
+        .post(format!("{}/api/users", gateway.base_url))
+        .json(&json!({"email": "x"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(invalid.status(), 422, "the service's own problem comes through");
+    assert_eq!(invalid.headers()["content-type"], "application/problem+json");
+    let unknown = client.get(format!("{}/api/unknown", gateway.base_url)).send().await.expect("GET");
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn the_gateway_forwards_request_ids_and_trace_context() {
+    let echo = echo_service().await;
+    let gateway =
+        gateway(gateway::Upstreams { order: echo, ..Default::default() }, Duration::from_secs(10)).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let seen: Value = reqwest::Client::new()
+        .get(format!("{}/api/orders/42?userId=7", gateway.base_url))
+        .header("traceparent", traceparent)
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(seen["x-request-id"], "req-123");
+    let forwarded = seen["traceparent"].as_str().expect("a traceparent reached the service");
+    assert!(forwarded.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{forwarded}");
+}
+
+#[tokio::test]
+async fn a_service_down_is_a_502_and_a_slow_one_a_504() {
+    let echo = echo_service().await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let upstreams = gateway::Upstreams { order: echo, payment: closed, ..Default::default() };
+    let gateway = gateway(upstreams, Duration::from_millis(300)).await;
+    let client = reqwest::Client::new();
+    let down = client.get(format!("{}/api/wallets/1", gateway.base_url)).send().await.expect("GET");
+    assert_eq!(down.status(), 502);
+    assert_eq!(down.headers()["content-type"], "application/problem+json");
+    let problem: Value = down.json().await.expect("json");
+    assert_eq!(problem["detail"], "payment-service is unavailable");
+    let slow = client.get(format!("{}/api/orders/slow", gateway.base_url)).send().await.expect("GET");
+    assert_eq!(slow.status(), 504);
+    let problem: Value = slow.json().await.expect("json");
+    assert_eq!(problem["detail"], "order-service did not answer within 300 ms");
+}
