@@ -5,3 +5,4 @@ mod helpers;
 mod saga;
 mod signup;
 mod startup;
+mod trace;
