@@ -18,6 +18,7 @@ static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(3);
 /// Every service of the saga, sharing a fresh topic prefix.
 pub struct Saga {
     _slot: tokio::sync::SemaphorePermit<'static>,
+    prefix: String,
     users: Running,
     orders: Running,
     inventory: Running,
@@ -43,6 +44,7 @@ impl Saga {
         let mut next = || running.next().expect("five services");
         Self {
             _slot: slot,
+            prefix: prefix.clone(),
             users: next(),
             orders: next(),
             inventory: next(),
@@ -390,5 +392,54 @@ async fn a_post_repeated_with_one_idempotency_key_places_one_order() {
     saga.terminal(first["id"].as_str().expect("id")).await;
     let (_, orders) = saga.get(&saga.orders, &format!("/api/orders?userId={user}")).await;
     assert_eq!(orders.as_array().expect("orders").len(), 1);
+    saga.check_invariants().await;
+}
+
+#[tokio::test]
+async fn order_created_delivered_twice_reserves_once() {
+    use rdkafka::Message;
+    use rdkafka::message::{Header, Headers, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let mut saga = Saga::start().await;
+    saga.product("DUP", 100, 10).await;
+    let user = saga.user().await;
+    let id = saga.order(&user, json!([{"sku": "DUP", "quantity": 4}])).await;
+    assert_eq!(saga.terminal(&id).await["status"], "CONFIRMED");
+
+    let topic = format!("{}order.created", saga.prefix);
+    let kafka = platform::testing::kafka_config();
+    let original = platform::dead_letter::read_all(&kafka, &topic)
+        .await
+        .expect("read")
+        .into_iter()
+        .find(|m| m.key() == Some(id.as_bytes()))
+        .expect("OrderCreated on the topic");
+    let headers = original
+        .headers()
+        .expect("headers")
+        .iter()
+        .fold(OwnedHeaders::new(), |all, h| all.insert(Header { key: h.key, value: h.value }));
+    let producer: FutureProducer =
+        platform::kafka::client_config(&kafka, "saga-test").create().expect("producer");
+    let copy = FutureRecord::to(&topic)
+        .key(id.as_str())
+        .payload(original.payload().expect("payload"))
+        .headers(headers);
+    producer.send(copy, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("redelivered");
+
+    let duplicates = format!("events_handled_total{{topic=\"{topic}\",outcome=\"duplicate\"}}");
+    saga.eventually("the copy consumed as a duplicate", || async {
+        let metrics = reqwest::get(format!("{}/metrics", saga.inventory.service.base_url))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("text");
+        metrics.lines().any(|l| l.starts_with(&duplicates))
+    })
+    .await;
+    assert_eq!(saga.stock_of("DUP").await, (6, 4), "reserved once");
+    assert_eq!(saga.payments_of(&id).await.len(), 1);
     saga.check_invariants().await;
 }
