@@ -318,6 +318,9 @@ async fn an_order_of_a_user_without_a_wallet_is_cancelled_with_no_wallet() {
         (Some("CANCELLED"), Some("NO_WALLET"))
     );
     assert_eq!(saga.stock_of("PEN").await, (5, 0));
+    let payments = saga.payments_of(&id).await;
+    assert_eq!((payments.len(), payments[0]["status"].as_str()), (1, Some("FAILED")));
+    saga.check_invariants().await;
 }
 
 #[tokio::test]
