@@ -57,8 +57,8 @@ resolve_classpath() {
   fi
   mkdir -p "$(dirname "$out")"
   log "resolving $(basename "$(dirname "$pom")") jars from Maven Central (first run on this machine downloads them)"
-  mvn -q -B -Dstyle.color=never -f "$pom" dependency:build-classpath -Dmdep.includeScope=runtime -Dmdep.outputFile="$out" >&2 \
-    || die "Maven could not resolve $pom"
+  mvn -q -B -Dstyle.color=never -f "$pom" dependency:build-classpath -Dmdep.includeScope=runtime \
+    -Dmdep.outputFile="$out" >"$out.log" 2>&1 || { cat "$out.log" >&2; die "Maven could not resolve $pom"; }
   echo "$stamp" >"$out.stamp"
 }
 

@@ -95,32 +95,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_ordinary_addresses_and_keys_them_in_lower_case() {
-        for ok in ["a@b.co", "Jane.Doe+news@Example.COM", "  x@sub.domain.org  ", "user@xn--bcher-kva.de"] {
-            assert!(Email::parse(ok).is_ok(), "{ok}");
-        }
-        assert_eq!(Email::parse("Jane@Example.COM").expect("valid").key(), "jane@example.com");
-        assert_eq!(Email::parse(" jane@example.com ").expect("valid").as_str(), "jane@example.com");
-    }
-
-    #[test]
-    fn rejects_what_cannot_be_an_address_naming_the_field() {
-        for bad in [
-            "",
-            "plain",
-            "@example.com",
-            "a@",
-            "a@localhost",
-            "a b@example.com",
-            "a@exa mple.com",
-            "a@.com",
-            "a@b..com",
-            "a@-b.com",
-        ] {
-            let problem = Email::parse(bad).expect_err(bad);
-            assert_eq!((problem.status, problem.field.as_deref()), (422, Some("email")), "{bad}");
-        }
-        assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+    fn an_address_is_kept_trimmed_keyed_in_lower_case_and_named_when_invalid() {
+        // The rules themselves are platform::validate's, tested there.
+        let email = Email::parse(" Jane@Example.COM ").expect("valid");
+        assert_eq!((email.as_str(), email.key().as_str()), ("Jane@Example.COM", "jane@example.com"));
+        let problem = Email::parse("a@localhost").expect_err("no dot in the domain");
+        assert_eq!((problem.status, problem.field.as_deref()), (422, Some("email")));
     }
 
     #[test]

@@ -14,15 +14,7 @@ pub struct HashError(String);
 
 /// The PHC string (`$argon2id$v=19$...`) of `password`, with a fresh salt.
 pub async fn hash(password: Password) -> Result<String, HashError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| HashError(e.to_string()))
-    })
-    .await
-    .map_err(|e| HashError(e.to_string()))?
+    argon2id(password, || Ok(SaltString::generate(&mut OsRng))).await
 }
 
 /// What stands for the password when a sign-up's `Idempotency-Key` is remembered: an
@@ -31,10 +23,17 @@ pub async fn hash(password: Password) -> Result<String, HashError> {
 pub async fn fingerprint(password: Password, idempotency_key: &str) -> Result<String, HashError> {
     let mut salt = idempotency_key.as_bytes().to_vec();
     salt.resize(salt.len().clamp(16, 48), 0);
+    argon2id(password, move || SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))).await
+}
+
+/// Argon2id of `password` with the salt `salt` makes, on a blocking thread.
+async fn argon2id(
+    password: Password,
+    salt: impl FnOnce() -> Result<SaltString, HashError> + Send + 'static,
+) -> Result<String, HashError> {
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))?;
         Argon2::default()
-            .hash_password(password.expose().as_bytes(), &salt)
+            .hash_password(password.expose().as_bytes(), &salt()?)
             .map(|hash| hash.to_string())
             .map_err(|e| HashError(e.to_string()))
     })

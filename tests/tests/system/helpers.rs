@@ -76,3 +76,29 @@ pub async fn wait_until_ok(url: &str, within: Duration) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Produces again the message of `topic` with key `key`, headers and all (same event id):
+/// what a consumer sees after a commit was lost.
+pub async fn redeliver(topic: &str, key: &str) {
+    use rdkafka::Message;
+    use rdkafka::message::{Header, Headers, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let kafka = platform::testing::kafka_config();
+    let original = platform::dead_letter::read_all(&kafka, topic)
+        .await
+        .expect("read the topic")
+        .into_iter()
+        .find(|m| m.key() == Some(key.as_bytes()))
+        .unwrap_or_else(|| panic!("no message with key {key} on {topic}"));
+    let headers = original
+        .headers()
+        .expect("headers")
+        .iter()
+        .fold(OwnedHeaders::new(), |all, h| all.insert(Header { key: h.key, value: h.value }));
+    let producer: FutureProducer =
+        platform::kafka::client_config(&kafka, "system-test").create().expect("producer");
+    let copy =
+        FutureRecord::to(topic).key(key).payload(original.payload().expect("payload")).headers(headers);
+    producer.send(copy, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("redelivered");
+}

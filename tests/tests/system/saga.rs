@@ -400,10 +400,6 @@ async fn a_post_repeated_with_one_idempotency_key_places_one_order() {
 
 #[tokio::test]
 async fn order_created_delivered_twice_reserves_once() {
-    use rdkafka::Message;
-    use rdkafka::message::{Header, Headers, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
     let mut saga = Saga::start().await;
     saga.product("DUP", 100, 10).await;
     let user = saga.user().await;
@@ -411,25 +407,7 @@ async fn order_created_delivered_twice_reserves_once() {
     assert_eq!(saga.terminal(&id).await["status"], "CONFIRMED");
 
     let topic = format!("{}order.created", saga.prefix);
-    let kafka = platform::testing::kafka_config();
-    let original = platform::dead_letter::read_all(&kafka, &topic)
-        .await
-        .expect("read")
-        .into_iter()
-        .find(|m| m.key() == Some(id.as_bytes()))
-        .expect("OrderCreated on the topic");
-    let headers = original
-        .headers()
-        .expect("headers")
-        .iter()
-        .fold(OwnedHeaders::new(), |all, h| all.insert(Header { key: h.key, value: h.value }));
-    let producer: FutureProducer =
-        platform::kafka::client_config(&kafka, "saga-test").create().expect("producer");
-    let copy = FutureRecord::to(&topic)
-        .key(id.as_str())
-        .payload(original.payload().expect("payload"))
-        .headers(headers);
-    producer.send(copy, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("redelivered");
+    crate::helpers::redeliver(&topic, &id).await;
 
     let duplicates = format!("events_handled_total{{topic=\"{topic}\",outcome=\"duplicate\"}}");
     saga.eventually("the copy consumed as a duplicate", || async {

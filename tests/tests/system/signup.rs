@@ -1,10 +1,7 @@
 use std::time::Duration;
 
-use platform::dead_letter::read_all;
-use platform::testing::{kafka_config, topic_prefix};
-use rdkafka::Message;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use platform::testing::topic_prefix;
+
 use serde_json::{Value, json};
 
 use crate::helpers::{ALL, spawn_with};
@@ -51,24 +48,7 @@ async fn a_sign_up_gets_one_welcome_email_even_when_its_event_is_delivered_again
 
     // Force a redelivery: the very message again, same event id, as after a lost commit.
     let topic = format!("{prefix}user.signed-up");
-    let original = read_all(&kafka_config(), &topic)
-        .await
-        .expect("read")
-        .into_iter()
-        .find(|m| m.key() == user["id"].as_str().map(str::as_bytes))
-        .expect("UserSignedUp on the topic");
-    let headers = original
-        .headers()
-        .expect("headers")
-        .iter()
-        .fold(OwnedHeaders::new(), |all, h| all.insert(Header { key: h.key, value: h.value }));
-    let producer: FutureProducer =
-        platform::kafka::client_config(&kafka_config(), "system-test").create().expect("producer");
-    let copy = FutureRecord::to(&topic)
-        .key(original.key().expect("key"))
-        .payload(original.payload().expect("payload"))
-        .headers(headers);
-    producer.send(copy, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("redelivered");
+    crate::helpers::redeliver(&topic, user["id"].as_str().expect("id")).await;
 
     // It is consumed (the duplicate counter moves) and changes nothing.
     let duplicates = format!("events_handled_total{{topic=\"{topic}\",outcome=\"duplicate\"}}");
