@@ -19,8 +19,8 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "inventory-service
 
 /// The products and reservations schema.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/inventory-service/sqlite"),
-    postgres: || sqlx::migrate!("../../migrations/inventory-service/postgres"),
+    sqlite: || sqlx::migrate!("../../migrations/inventory-service"),
+    postgres: || sqlx::migrate!("../../migrations/inventory-service"),
 };
 
 /// How the platform starts this service.

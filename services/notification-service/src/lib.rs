@@ -22,8 +22,8 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "notification-serv
 
 /// The recipients, notifications and failures schema.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/notification-service/sqlite"),
-    postgres: || sqlx::migrate!("../../migrations/notification-service/postgres"),
+    sqlite: || sqlx::migrate!("../../migrations/notification-service"),
+    postgres: || sqlx::migrate!("../../migrations/notification-service"),
 };
 
 /// The topics it consumes; a failure on any of them ends in its dead-letter topic.

@@ -20,8 +20,8 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "order-service", p
 
 /// The orders schema.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/order-service/sqlite"),
-    postgres: || sqlx::migrate!("../../migrations/order-service/postgres"),
+    sqlite: || sqlx::migrate!("../../migrations/order-service"),
+    postgres: || sqlx::migrate!("../../migrations/order-service"),
 };
 
 /// How the platform starts this service.

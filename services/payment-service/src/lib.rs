@@ -19,8 +19,8 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "payment-service",
 
 /// The wallets and payments schema.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/payment-service/sqlite"),
-    postgres: || sqlx::migrate!("../../migrations/payment-service/postgres"),
+    sqlite: || sqlx::migrate!("../../migrations/payment-service"),
+    postgres: || sqlx::migrate!("../../migrations/payment-service"),
 };
 
 /// The variable that sets a new wallet's balance, in cents.

@@ -25,8 +25,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// The migrations of one schema, for each backend (`migrations/<name>/{sqlite,postgres}`),
-/// each given as `|| sqlx::migrate!("...")` so the files are embedded in the binary.
+/// The migrations of one schema for each backend (the same folder for both when its SQL
+/// is portable), each given as `|| sqlx::migrate!("...")` so the files are embedded in
+/// the binary.
 #[derive(Debug, Clone, Copy)]
 pub struct Migrations {
     /// Applied on SQLite.

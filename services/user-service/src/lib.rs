@@ -19,8 +19,8 @@ pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "user-service", po
 
 /// The `users` schema.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/user-service/sqlite"),
-    postgres: || sqlx::migrate!("../../migrations/user-service/postgres"),
+    sqlite: || sqlx::migrate!("../../migrations/user-service"),
+    postgres: || sqlx::migrate!("../../migrations/user-service"),
 };
 
 /// How the platform starts this service: its schema and the topics it creates.
