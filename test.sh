@@ -4,7 +4,8 @@
 #   2. builds everything once,
 #   3. runs the whole suite with SQLite databases,
 #   4. runs it again from the same build with PostgreSQL databases (TEST_DATABASE=postgres),
-#   5. runs ./run.sh as a user would, checks every service answers, and stops it with Ctrl-C.
+#   5. runs ./run.sh as a user would, checks every service answers, runs
+#      http-tests/api-test.http against it with httpyac (npm), and stops it with Ctrl-C.
 # A part of the stack that does not come up fails the run; no test skips for want of it.
 #
 #   ./test.sh [cargo test filter...]     (a filter runs only the matching tests, steps 3-4)
@@ -58,6 +59,31 @@ three_brokers() {
   return $rc
 }
 
+# The requests users try, run for real through the gateway; each `??` line asserts.
+HTTPYAC_VERSION=6.16.7
+api_test() {
+  local dir=${HTTPYAC_DIR:-$HOME/.cache/order-system/httpyac-$HTTPYAC_VERSION} out
+  if [[ ! -x $dir/node_modules/.bin/httpyac ]]; then
+    log "installing httpyac $HTTPYAC_VERSION from the npm registry"
+    npm install --prefix "$dir" --no-audit --no-fund --silent "httpyac@$HTTPYAC_VERSION" >&2 || return 1
+  fi
+  out=$(mktemp)
+  local rc=0
+  (cd http-tests && "$dir/node_modules/.bin/httpyac" send api-test.http --all -o none) >"$out" 2>&1 || rc=$?
+  local summary
+  summary=$(grep -Eo '[0-9]+ requests processed \([0-9]+ succeeded(, [0-9]+ failed)?\)' "$out" | tail -1)
+  local passed failed
+  passed=$(grep -Eo '[0-9]+ succeeded' <<<"$summary" | grep -Eo '[0-9]+' || echo 0)
+  failed=$(grep -Eo '[0-9]+ failed' <<<"$summary" | grep -Eo '[0-9]+' || echo 0)
+  if ((rc != 0)) || [[ -z $summary ]]; then
+    grep -E '✖|ERROR|Error' "$out" >&2 || cat "$out" >&2
+    ((failed == 0)) && failed=1
+  fi
+  echo "api-test.http: ${passed:-0} passed, ${failed:-0} failed"
+  rm -f "$out"
+  ((failed == 0))
+}
+
 smoke_run_sh() {
   log "./run.sh as users run it: every service answers /health, Ctrl-C stops everything"
   local out ok=0 failed=0 port deadline pgid
@@ -83,6 +109,7 @@ smoke_run_sh() {
       echo "no /health on :$port" >&2; ((failed += 1))
     fi
   done
+  api_test || ((failed += 1))
   kill -INT -- "-$pgid"
   wait "$pgid" 2>/dev/null || true
   for port in 8080 8081 8082 8083 8084 8085; do
@@ -105,7 +132,7 @@ cleanup
 started=()
 
 # One closing line for the whole run, summed over every cargo test binary and run.sh.
-summaries=$(grep -E '^(test result: |run\.sh: )' "$results" || true)
+summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: )' "$results" || true)
 passed=$(grep -Eo '[0-9]+ passed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 rm -f "$results"
