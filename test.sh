@@ -5,7 +5,8 @@
 #   3. runs the whole suite with SQLite databases,
 #   4. runs it again from the same build with PostgreSQL databases (TEST_DATABASE=postgres),
 #   5. runs ./run.sh as a user would, checks every service answers, runs
-#      http-tests/api-test.http against it with httpyac (npm), and stops it with Ctrl-C.
+#      http-tests/api-test.http against it with httpyac (npm), and stops it with Ctrl-C,
+#   6. validates docker-compose.yml with Debian's docker-compose (no Docker engine here).
 # A part of the stack that does not come up fails the run; no test skips for want of it.
 #
 #   ./test.sh [cargo test filter...]     (a filter runs only the matching tests, steps 3-4)
@@ -127,12 +128,32 @@ if (($# == 0)); then
   smoke_run_sh | tee -a "$results" || status=1
 fi
 
+# No Docker engine runs on these machines: the compose file is checked, not started.
+compose_config() {
+  log "docker-compose.yml: validated with docker-compose config"
+  if ! command -v docker-compose >/dev/null; then
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    { "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq docker-compose; } >&2 \
+      || { echo "docker-compose.yml: 0 passed, 1 failed"; return 1; }
+  fi
+  if docker-compose -f docker-compose.yml config -q; then
+    echo "docker-compose.yml: 1 passed, 0 failed"
+  else
+    echo "docker-compose.yml: 0 passed, 1 failed"
+    return 1
+  fi
+}
+if (($# == 0)); then
+  compose_config | tee -a "$results" || status=1
+fi
+
 # The stack goes down before the summary, so the summary is the run's last line.
 cleanup
 started=()
 
 # One closing line for the whole run, summed over every cargo test binary and run.sh.
-summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: )' "$results" || true)
+summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: |docker-compose\.yml: )' "$results" || true)
 passed=$(grep -Eo '[0-9]+ passed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 rm -f "$results"

@@ -1,0 +1,21 @@
+# One image with every service; docker-compose.yml picks the binary per container.
+# Build stage: the workspace in release mode (librdkafka is compiled from source here).
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bins \
+ && mkdir -p /out \
+ && cp target/release/gateway target/release/user-service target/release/order-service \
+       target/release/inventory-service target/release/payment-service \
+       target/release/notification-service target/release/dlt-replay /out/
+
+# Runtime: a slim Debian with curl for health checks, running as an unprivileged user.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /app app
+COPY --from=build /out/ /app/
+USER app
+WORKDIR /app
+ENV PATH=/app:$PATH
