@@ -238,6 +238,21 @@ impl Saga {
     }
 }
 
+/// An order's status and failure reason.
+fn outcome(order: &Value) -> (Option<&str>, Option<&str>) {
+    (order["status"].as_str(), order["failureReason"].as_str())
+}
+
+/// The statuses an order went through, oldest first.
+fn history(order: &Value) -> Vec<&str> {
+    order["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["status"].as_str().expect("status"))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_paid_order_is_confirmed_with_one_payment_its_stock_reserved_and_one_email() {
     let mut saga = Saga::start().await;
@@ -248,12 +263,7 @@ async fn a_paid_order_is_confirmed_with_one_payment_its_stock_reserved_and_one_e
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     assert_eq!(order["totalCents"], 7500);
     assert_eq!(order["failureReason"], Value::Null);
-    let steps: Vec<&str> = order["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|h| h["status"].as_str().expect("s"))
-        .collect();
+    let steps = history(&order);
     assert_eq!(steps, ["PENDING", "CONFIRMED"]);
     assert_eq!(saga.stock_of("BOOK").await, (7, 3));
     assert_eq!(saga.balance(&user).await, INITIAL_BALANCE - 7500);
@@ -269,14 +279,8 @@ async fn an_unknown_sku_or_missing_stock_cancels_without_a_payment() {
     let short = saga.order(&user, json!([{"sku": "LAMP", "quantity": 2}])).await;
     let unknown = saga.terminal(&unknown).await;
     let short = saga.terminal(&short).await;
-    assert_eq!(
-        (unknown["status"].as_str(), unknown["failureReason"].as_str()),
-        (Some("CANCELLED"), Some("UNKNOWN_SKU"))
-    );
-    assert_eq!(
-        (short["status"].as_str(), short["failureReason"].as_str()),
-        (Some("CANCELLED"), Some("OUT_OF_STOCK"))
-    );
+    assert_eq!(outcome(&unknown), (Some("CANCELLED"), Some("UNKNOWN_SKU")));
+    assert_eq!(outcome(&short), (Some("CANCELLED"), Some("OUT_OF_STOCK")));
     for order in [&unknown, &short] {
         assert!(saga.payments_of(order["id"].as_str().expect("id")).await.is_empty());
     }
@@ -291,10 +295,7 @@ async fn a_failed_payment_releases_the_stock_and_cancels_the_order() {
     let user = saga.user().await;
     let id = saga.order(&user, json!([{"sku": "CAR", "quantity": 2}])).await;
     let order = saga.terminal(&id).await;
-    assert_eq!(
-        (order["status"].as_str(), order["failureReason"].as_str()),
-        (Some("CANCELLED"), Some("INSUFFICIENT_FUNDS"))
-    );
+    assert_eq!(outcome(&order), (Some("CANCELLED"), Some("INSUFFICIENT_FUNDS")));
     let payments = saga.payments_of(&id).await;
     assert_eq!(payments.len(), 1);
     assert_eq!(
@@ -313,10 +314,7 @@ async fn an_order_of_a_user_without_a_wallet_is_cancelled_with_no_wallet() {
     let stranger = uuid::Uuid::new_v4().to_string();
     let id = saga.order(&stranger, json!([{"sku": "PEN", "quantity": 1}])).await;
     let order = saga.terminal(&id).await;
-    assert_eq!(
-        (order["status"].as_str(), order["failureReason"].as_str()),
-        (Some("CANCELLED"), Some("NO_WALLET"))
-    );
+    assert_eq!(outcome(&order), (Some("CANCELLED"), Some("NO_WALLET")));
     assert_eq!(saga.stock_of("PEN").await, (5, 0));
     let payments = saga.payments_of(&id).await;
     assert_eq!((payments.len(), payments[0]["status"].as_str()), (1, Some("FAILED")));
@@ -336,16 +334,8 @@ async fn a_cancel_after_confirm_refunds_releases_and_cancels() {
     assert_eq!(status, 202, "{cancelling}");
     assert_eq!(cancelling["status"], "CANCELLING");
     let order = saga.terminal(&id).await;
-    assert_eq!(
-        (order["status"].as_str(), order["failureReason"].as_str()),
-        (Some("CANCELLED"), Some("CANCELLED_BY_USER"))
-    );
-    let steps: Vec<&str> = order["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|h| h["status"].as_str().expect("s"))
-        .collect();
+    assert_eq!(outcome(&order), (Some("CANCELLED"), Some("CANCELLED_BY_USER")));
+    let steps = history(&order);
     assert_eq!(steps, ["PENDING", "CONFIRMED", "CANCELLING", "CANCELLED"]);
     let payments = saga.payments_of(&id).await;
     assert_eq!(payments[0]["status"], "REFUNDED");
