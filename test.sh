@@ -5,7 +5,8 @@
 #   3. runs the whole suite with SQLite databases,
 #   4. runs it again from the same build with PostgreSQL databases (TEST_DATABASE=postgres),
 #   5. runs ./run.sh as a user would, checks every service answers, runs
-#      http-tests/api-test.http against it with httpyac (npm), and stops it with Ctrl-C,
+#      http-tests/api-test.http against it with httpyac (npm), checks each service's
+#      OpenAPI document with openapi-spec-validator (PyPI), and stops it with Ctrl-C,
 #   6. validates docker-compose.yml with Debian's docker-compose (no Docker engine here).
 # A part of the stack that does not come up fails the run; no test skips for want of it.
 #
@@ -85,6 +86,33 @@ api_test() {
   ((failed == 0))
 }
 
+# Each service's OpenAPI document, as the gateway serves it to Swagger UI, is checked
+# against the OpenAPI specification.
+OPENAPI_VALIDATOR_VERSION=0.9.0
+openapi_documents() {
+  local venv=${OPENAPI_VALIDATOR_DIR:-$HOME/.cache/order-system/openapi-spec-validator-$OPENAPI_VALIDATOR_VERSION}
+  if [[ ! -x $venv/bin/openapi-spec-validator ]]; then
+    log "installing openapi-spec-validator $OPENAPI_VALIDATOR_VERSION from PyPI"
+    { python3 -m venv "$venv" && "$venv/bin/pip" install -q "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION"; } >&2 \
+      || { echo "openapi: 0 passed, 1 failed"; return 1; }
+  fi
+  local service passed=0 failed=0 doc
+  doc=$(mktemp)
+  for service in user-service order-service inventory-service payment-service notification-service; do
+    if curl -sf "http://127.0.0.1:8080/openapi/$service.json" -o "$doc" \
+      && "$venv/bin/openapi-spec-validator" "$doc" >/dev/null; then
+      ((passed += 1))
+    else
+      echo "the OpenAPI document of $service is missing or invalid" >&2
+      "$venv/bin/openapi-spec-validator" "$doc" >&2 || true
+      ((failed += 1))
+    fi
+  done
+  rm -f "$doc"
+  echo "openapi: $passed passed, $failed failed"
+  ((failed == 0))
+}
+
 smoke_run_sh() {
   log "./run.sh as users run it: every service answers /health, Ctrl-C stops everything"
   local out ok=0 failed=0 port deadline pgid
@@ -111,6 +139,7 @@ smoke_run_sh() {
     fi
   done
   api_test || ((failed += 1))
+  openapi_documents || ((failed += 1))
   kill -INT -- "-$pgid"
   wait "$pgid" 2>/dev/null || true
   for port in 8080 8081 8082 8083 8084 8085; do
@@ -153,7 +182,7 @@ cleanup
 started=()
 
 # One closing line for the whole run, summed over every cargo test binary and run.sh.
-summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: |docker-compose\.yml: )' "$results" || true)
+summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: |openapi: |docker-compose\.yml: )' "$results" || true)
 passed=$(grep -Eo '[0-9]+ passed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 rm -f "$results"

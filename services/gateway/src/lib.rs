@@ -1,6 +1,7 @@
 //! gateway: the single entry point on :8080. Routes every `/api/...` path of the
 //! contract to the service that owns it; owns no data and talks to no broker.
 
+pub mod docs;
 pub mod proxy;
 pub mod upstreams;
 
@@ -39,10 +40,13 @@ pub fn timeout() -> Result<Duration, ConfigError> {
     }
 }
 
-/// The proxy routes in front of `upstreams`.
+/// The proxy routes in front of `upstreams`, and Swagger UI over their APIs.
 pub fn router(upstreams: Upstreams, timeout: Duration) -> Router {
     let proxy = proxy::Proxy { upstreams, client: reqwest::Client::new(), timeout };
-    Router::new().route("/api/{*path}", any(proxy::forward)).with_state(proxy)
+    Router::new()
+        .route("/api/{*path}", any(proxy::forward))
+        .with_state(proxy.clone())
+        .merge(docs::router(proxy))
 }
 
 /// The routes from the environment (checked by `main` before start).

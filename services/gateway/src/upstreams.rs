@@ -52,6 +52,18 @@ impl Upstreams {
         })
     }
 
+    /// The service called `name` and its base URL.
+    pub fn by_name(&self, name: &str) -> Option<(&'static str, &str)> {
+        match name {
+            "user-service" => Some(("user-service", &self.user)),
+            "order-service" => Some(("order-service", &self.order)),
+            "inventory-service" => Some(("inventory-service", &self.inventory)),
+            "payment-service" => Some(("payment-service", &self.payment)),
+            "notification-service" => Some(("notification-service", &self.notification)),
+            _ => None,
+        }
+    }
+
     /// The service (name and base URL) that serves `path`, if any.
     pub fn for_path(&self, path: &str) -> Option<(&'static str, &str)> {
         let first = path.strip_prefix("/api/")?.split('/').next()?;

@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{self, Product};
 
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, find, put), tags((name = "products", description = "Catalogue, prices and stock")))]
+pub struct ApiDoc;
+
 /// The routes of `/api/products`.
 pub fn router(db: Db) -> Router {
     Router::new()
@@ -24,7 +29,7 @@ fn internal(error: sqlx::Error) -> Problem {
 }
 
 /// A product as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ProductView {
     sku: String,
@@ -47,8 +52,9 @@ impl From<Product> for ProductView {
 }
 
 /// `PUT /api/products/{sku}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"name": "Keyboard", "priceCents": 4500, "available": 100}))]
 struct PutProduct {
     name: String,
     price_cents: i64,
@@ -63,6 +69,12 @@ fn valid_sku(sku: &str) -> Result<(), Problem> {
     if ok { Ok(()) } else { Err(Problem::invalid("sku", "must be 1 to 64 of A-Z a-z 0-9 - _ .")) }
 }
 
+/// Creates a product or sets its name, price and available stock.
+#[utoipa::path(put, path = "/api/products/{sku}", tag = "products", request_body = PutProduct,
+    params(("sku" = String, Path, description = "1 to 64 of A-Z a-z 0-9 - _ .")),
+    responses((status = 200, description = "OK", body = ProductView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json")))]
 async fn put(
     State(db): State<Db>,
     Path(sku): Path<String>,
@@ -87,12 +99,17 @@ async fn put(
     Ok(AxumJson(product.into()))
 }
 
+/// One product with its stock (`reserved` is held by orders in flight).
+#[utoipa::path(get, path = "/api/products/{sku}", tag = "products", params(("sku" = String, Path)),
+    responses((status = 200, description = "OK", body = ProductView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 async fn find(State(db): State<Db>, Path(sku): Path<String>) -> Result<AxumJson<ProductView>, Problem> {
     let mut conn = db.pool().acquire().await.map_err(internal)?;
     let product = store::find(&mut conn, &sku).await.map_err(internal)?;
     product.map(|p| AxumJson(p.into())).ok_or_else(|| Problem::not_found(format!("no product {sku}")))
 }
 
+/// Every product.
+#[utoipa::path(get, path = "/api/products", tag = "products", responses((status = 200, description = "OK", body = Vec<ProductView>)))]
 async fn list(State(db): State<Db>) -> Result<AxumJson<Vec<ProductView>>, Problem> {
     let mut conn = db.pool().acquire().await.map_err(internal)?;
     let products = store::all(&mut conn).await.map_err(internal)?;

@@ -41,6 +41,7 @@ pub fn spec() -> ServiceSpec {
                 .on::<shared_events::PaymentFailed>(ReleaseAfterFailedPayment)
                 .on::<shared_events::PaymentRefunded>(ReleaseAfterRefund)
         },
+        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
         ..ServiceSpec::new(DEFAULTS)
     }
 }

@@ -27,6 +27,12 @@ pub struct AppState {
     pub kafka: KafkaConfig,
 }
 
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(send_email, send_sms, list, failed, retry),
+    tags((name = "notifications", description = "E-mail and SMS, what was sent and what failed")))]
+pub struct ApiDoc;
+
 /// The routes of `/api/emails`, `/api/sms` and `/api/notifications`.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -43,8 +49,9 @@ fn internal(error: sqlx::Error) -> Problem {
 }
 
 /// `POST /api/emails/send` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"from": "shop@example.com", "to": "kim+fail@example.com", "subject": "Hello", "body": "Hi"}))]
 struct SendEmailRequest {
     from: Option<String>,
     to: Option<String>,
@@ -55,7 +62,7 @@ struct SendEmailRequest {
 }
 
 /// The answer to a queued message.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Queued {
     event_id: String,
@@ -67,6 +74,12 @@ fn address(field: &str, value: Option<&str>) -> Result<String, Problem> {
     validate::email_address(value).map(str::to_owned).map_err(|rule| Problem::invalid(field, rule))
 }
 
+/// Queues an e-mail on `email.send`. A recipient ending in `+fail` fails every attempt
+/// (and lands in the failed list); `+flaky` fails twice, then succeeds.
+#[utoipa::path(post, path = "/api/emails/send", tag = "notifications", request_body = SendEmailRequest,
+    responses((status = 202, description = "Accepted", body = Queued),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "from or to missing or not an address", body = Problem, content_type = "application/problem+json")))]
 async fn send_email(
     State(state): State<AppState>,
     Json(request): Json<SendEmailRequest>,
@@ -85,13 +98,19 @@ async fn send_email(
 }
 
 /// `POST /api/sms/send` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"to": "+821012345678", "text": "Your order shipped"}))]
 struct SendSmsRequest {
     to: Option<String>,
     text: Option<String>,
 }
 
+/// Queues an SMS on `sms.send`.
+#[utoipa::path(post, path = "/api/sms/send", tag = "notifications", request_body = SendSmsRequest,
+    responses((status = 202, description = "Accepted", body = Queued),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "to or text breaks a rule", body = Problem, content_type = "application/problem+json")))]
 async fn send_sms(
     State(state): State<AppState>,
     Json(request): Json<SendSmsRequest>,
@@ -113,8 +132,9 @@ async fn send_sms(
 }
 
 /// `GET /api/notifications` filters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     user_id: Option<String>,
     order_id: Option<String>,
@@ -122,7 +142,7 @@ struct ListQuery {
 }
 
 /// A notification as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NotificationView {
     id: String,
@@ -152,6 +172,10 @@ impl From<Notification> for NotificationView {
     }
 }
 
+/// What was sent (simulated: recorded, not mailed).
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications", params(ListQuery),
+    responses((status = 200, description = "OK", body = Vec<NotificationView>),
+        (status = 422, description = "channel is not EMAIL or SMS", body = Problem, content_type = "application/problem+json")))]
 async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Response, Problem> {
     let channel = match query.channel.as_deref() {
         None => None,
@@ -165,7 +189,7 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
 }
 
 /// A failure as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct FailureView {
     id: String,
@@ -209,6 +233,9 @@ impl From<Failure> for FailureView {
     }
 }
 
+/// What reached a dead-letter topic of this service, with the error.
+#[utoipa::path(get, path = "/api/notifications/failed", tag = "notifications",
+    responses((status = 200, description = "OK", body = Vec<FailureView>)))]
 async fn failed(State(state): State<AppState>) -> Result<Response, Problem> {
     let mut conn = state.db.pool().acquire().await.map_err(internal)?;
     let found = store::failures(&mut conn).await.map_err(internal)?;
@@ -216,6 +243,12 @@ async fn failed(State(state): State<AppState>) -> Result<Response, Problem> {
 }
 
 /// Puts a failed message back on its original topic, to be tried again from scratch.
+#[utoipa::path(post, path = "/api/notifications/failed/{id}/retry", tag = "notifications",
+    params(("id" = String, Path, description = "A failure's id from the failed list")),
+    responses((status = 202, description = "Put back on its topic", body = Object,
+            example = json!({"id": "…", "status": "REPLAYED", "topic": "email.send"})),
+        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Kafka did not take it", body = Problem, content_type = "application/problem+json")))]
 async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let mut conn = state.db.pool().acquire().await.map_err(internal)?;
     let failure = store::find_failure(&mut conn, &id)

@@ -41,6 +41,7 @@ pub fn spec() -> ServiceSpec {
         migrations: vec![MIGRATIONS],
         topics: CONSUMED.to_vec(),
         subscriptions,
+        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
         ..ServiceSpec::new(DEFAULTS)
     }
 }

@@ -17,6 +17,11 @@ use uuid::Uuid;
 use crate::domain::{self, NewOrder, Status, Step};
 use crate::store::{self, Order};
 
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(place, list, find, cancel), tags((name = "orders", description = "Orders and their saga")))]
+pub struct ApiDoc;
+
 /// The routes of `/api/orders`.
 pub fn router(db: Db) -> Router {
     Router::new()
@@ -31,14 +36,15 @@ fn internal(error: sqlx::Error) -> Problem {
 }
 
 /// `POST /api/orders` body.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"userId": "0196f1a2-7c1e-7d3a-9a55-2f1c3b9e4d10", "items": [{"sku": "KEYBOARD-1", "quantity": 2}]}))]
 struct PlaceOrder {
     user_id: String,
     items: Vec<ItemRequest>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ItemRequest {
     sku: String,
@@ -46,28 +52,31 @@ struct ItemRequest {
 }
 
 /// An order as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OrderView {
     id: String,
     user_id: String,
+    /// PENDING, CONFIRMED, CANCELLING or CANCELLED.
     status: String,
     items: Vec<ItemView>,
     total_cents: Option<i64>,
+    /// On a cancelled order: OUT_OF_STOCK, UNKNOWN_SKU, INSUFFICIENT_FUNDS, NO_WALLET or
+    /// CANCELLED_BY_USER.
     failure_reason: Option<String>,
     created_at: String,
     updated_at: String,
     history: Vec<HistoryView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ItemView {
     sku: String,
     quantity: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HistoryView {
     status: String,
@@ -95,6 +104,15 @@ impl From<Order> for OrderView {
     }
 }
 
+/// Places an order: 202 PENDING at once; the saga confirms or cancels it.
+#[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = PlaceOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key return the first answer")),
+    responses(
+        (status = 202, description = "Accepted, PENDING", body = OrderView,
+            headers(("Location" = String, description = "/api/orders/{id}"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No items, over 50 items, a quantity outside 1..1000, a bad id, \
+            or a key reused with another body", body = Problem, content_type = "application/problem+json")))]
 async fn place(
     State(db): State<Db>,
     headers: HeaderMap,
@@ -128,6 +146,9 @@ async fn create(mut tx: Tx, order: NewOrder) -> Result<(Tx, StoredResponse), Pro
     Ok((tx, response))
 }
 
+/// One order with its status history.
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "OK", body = OrderView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 async fn find(State(db): State<Db>, Path(id): Path<String>) -> Result<AxumJson<OrderView>, Problem> {
     let not_found = || Problem::not_found(format!("no order {id}"));
     let parsed: Uuid = id.parse().map_err(|_| not_found())?;
@@ -137,14 +158,19 @@ async fn find(State(db): State<Db>, Path(id): Path<String>) -> Result<AxumJson<O
 }
 
 /// `GET /api/orders` filters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     user_id: Option<String>,
     status: Option<String>,
     limit: Option<i64>,
 }
 
+/// Orders, newest first.
+#[utoipa::path(get, path = "/api/orders", tag = "orders", params(ListQuery),
+    responses((status = 200, description = "OK", body = Vec<OrderView>),
+        (status = 422, description = "Unknown status or limit outside 1..=500", body = Problem, content_type = "application/problem+json")))]
 async fn list(
     State(db): State<Db>,
     Query(query): Query<ListQuery>,
@@ -166,6 +192,10 @@ async fn list(
 }
 
 /// A user's cancel: only a CONFIRMED order can be cancelled (refund, then release).
+#[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders", params(("id" = Uuid, Path)),
+    responses((status = 202, description = "Now CANCELLING", body = OrderView),
+        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "PENDING, CANCELLING or CANCELLED", body = Problem, content_type = "application/problem+json")))]
 async fn cancel(State(db): State<Db>, Path(id): Path<String>) -> Result<Response, Problem> {
     let not_found = || Problem::not_found(format!("no order {id}"));
     let order_id: Uuid = id.parse().map_err(|_| not_found())?;

@@ -43,6 +43,7 @@ pub fn spec() -> ServiceSpec {
                 .on::<shared_events::InventoryRejected>(CancelRejected)
                 .on::<shared_events::InventoryReleased>(CancelReleased)
         },
+        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
         ..ServiceSpec::new(DEFAULTS)
     }
 }

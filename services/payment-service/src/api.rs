@@ -12,6 +12,11 @@ use uuid::Uuid;
 
 use crate::store::{self, Payment};
 
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(wallet, deposit, payments), tags((name = "payments", description = "Wallets and payments")))]
+pub struct ApiDoc;
+
 /// The routes of `/api/wallets` and `/api/payments`.
 pub fn router(db: Db) -> Router {
     Router::new()
@@ -26,7 +31,7 @@ fn internal(error: sqlx::Error) -> Problem {
 }
 
 /// A wallet as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct WalletView {
     user_id: String,
@@ -37,6 +42,9 @@ fn user_id(raw: &str) -> Result<String, Problem> {
     raw.parse::<Uuid>().map(|id| id.to_string()).map_err(|_| Problem::not_found(format!("no wallet {raw}")))
 }
 
+/// A user's wallet (opened when the user signed up).
+#[utoipa::path(get, path = "/api/wallets/{userId}", tag = "payments", params(("userId" = Uuid, Path)),
+    responses((status = 200, description = "OK", body = WalletView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 async fn wallet(State(db): State<Db>, Path(raw): Path<String>) -> Result<AxumJson<WalletView>, Problem> {
     let user_id = user_id(&raw)?;
     let mut conn = db.pool().acquire().await.map_err(internal)?;
@@ -46,12 +54,19 @@ async fn wallet(State(db): State<Db>, Path(raw): Path<String>) -> Result<AxumJso
 }
 
 /// `POST /api/wallets/{userId}/deposit` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"amountCents": 5000}))]
 struct Deposit {
     amount_cents: i64,
 }
 
+/// Adds money to a wallet.
+#[utoipa::path(post, path = "/api/wallets/{userId}/deposit", tag = "payments", request_body = Deposit,
+    params(("userId" = Uuid, Path)),
+    responses((status = 200, description = "OK", body = WalletView),
+        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "amountCents outside 1..=100000000", body = Problem, content_type = "application/problem+json")))]
 async fn deposit(
     State(db): State<Db>,
     Path(raw): Path<String>,
@@ -75,14 +90,15 @@ async fn deposit(
 }
 
 /// `GET /api/payments` filter.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct PaymentsQuery {
     order_id: Option<String>,
 }
 
 /// A payment as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PaymentView {
     id: String,
@@ -106,6 +122,9 @@ impl From<Payment> for PaymentView {
     }
 }
 
+/// Payments, of one order when `orderId` is given.
+#[utoipa::path(get, path = "/api/payments", tag = "payments", params(PaymentsQuery),
+    responses((status = 200, description = "status is COMPLETED, FAILED or REFUNDED", body = Vec<PaymentView>)))]
 async fn payments(
     State(db): State<Db>,
     Query(query): Query<PaymentsQuery>,

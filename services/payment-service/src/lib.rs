@@ -62,6 +62,7 @@ pub fn spec() -> ServiceSpec {
                 .on::<shared_events::InventoryReserved>(Charge)
                 .on::<shared_events::OrderCancelRequested>(Refund)
         },
+        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
         ..ServiceSpec::new(DEFAULTS)
     }
 }

@@ -24,7 +24,7 @@ use crate::kafka::{self, KafkaProbe, KafkaSetupError};
 use crate::ops::{self, Dependencies};
 use crate::outbox::{Relay, RelayConfig};
 use crate::problem::Problem;
-use crate::{error_chain, telemetry};
+use crate::{error_chain, openapi, telemetry};
 
 /// The longest a request may take before the service answers 503 itself.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,6 +44,8 @@ pub struct ServiceSpec {
     pub topics: Vec<&'static str>,
     /// The events it consumes and how it applies them (as consumer group = its name).
     pub subscriptions: fn(&Context) -> Subscriptions,
+    /// Its HTTP API as OpenAPI, served with the platform's paths at `/openapi.json`.
+    pub api_doc: fn() -> utoipa::openapi::OpenApi,
 }
 
 impl ServiceSpec {
@@ -56,6 +58,7 @@ impl ServiceSpec {
             uses_kafka: true,
             topics: Vec::new(),
             subscriptions: |_| Subscriptions::new(),
+            api_doc: crate::openapi::empty,
         }
     }
 }
@@ -160,6 +163,7 @@ impl Application {
         };
         let router = routes(&context)
             .merge(ops::router(Dependencies { db, kafka }))
+            .merge(openapi::router(openapi::document(spec.defaults.name, (spec.api_doc)())))
             .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, Some("no such resource".to_owned())) });
         Ok(Self { listener, router: with_standard_layers(router), context, relay, consumer })
     }

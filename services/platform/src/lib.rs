@@ -15,6 +15,7 @@ pub mod http_trace;
 pub mod idempotency;
 pub mod kafka;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod outbox;
 pub mod problem;

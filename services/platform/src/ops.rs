@@ -30,6 +30,13 @@ pub fn router(dependencies: Dependencies) -> Router {
         .with_state(dependencies)
 }
 
+/// The operational endpoints in the OpenAPI document of every service.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready, metrics), tags((name = "operations", description = "Liveness, readiness and metrics")))]
+pub struct OpsApi;
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(State(dependencies): State<Dependencies>) -> Response {
     let backlog = match &dependencies.db {
         Some(db) => match crate::outbox::backlog(db).await {
@@ -45,18 +52,20 @@ async fn metrics(State(dependencies): State<Dependencies>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process runs", body = Object, example = json!({"status": "UP"}))))]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "UP" }))
 }
 
 /// The body of `/ready`: overall status and one entry per dependency.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Readiness {
     status: Status,
     checks: Vec<Check>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Check {
     name: &'static str,
     status: Status,
@@ -64,7 +73,7 @@ struct Check {
     error: Option<String>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq, Clone, Copy)]
+#[derive(Debug, Serialize, PartialEq, Eq, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 enum Status {
     Up,
@@ -80,6 +89,9 @@ impl Check {
     }
 }
 
+#[utoipa::path(get, path = "/ready", tag = "operations", responses(
+    (status = 200, description = "Its database and Kafka answer", body = Readiness),
+    (status = 503, description = "Something it needs is down: the checks say what", body = Readiness)))]
 async fn ready(State(dependencies): State<Dependencies>) -> Response {
     let database = async {
         match &dependencies.db {

@@ -19,14 +19,20 @@ use crate::error::UserError;
 use crate::password;
 use crate::store::{self, User};
 
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(sign_up, find), tags((name = "users", description = "Sign-up and users")))]
+pub struct ApiDoc;
+
 /// The routes of `/api/users`.
 pub fn router(db: Db) -> Router {
     Router::new().route("/api/users", post(sign_up)).route("/api/users/{id}", get(find)).with_state(db)
 }
 
 /// `POST /api/users` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"email": "kim@example.com", "name": "Kim", "password": "correct horse"}))]
 struct SignUpRequest {
     email: String,
     name: String,
@@ -44,7 +50,7 @@ impl SignUpRequest {
 }
 
 /// A user as the API shows it: never the password or its hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UserResponse {
     id: Uuid,
@@ -67,6 +73,15 @@ struct SignUpFingerprint {
     password: Option<String>,
 }
 
+/// Signs a user up; `UserSignedUp` opens a wallet and sends the welcome mail.
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = SignUpRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key return the first answer")),
+    responses(
+        (status = 201, description = "Signed up", body = UserResponse,
+            headers(("Location" = String, description = "/api/users/{id}"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The e-mail is taken (case-insensitive)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule, or a key is reused with another body", body = Problem, content_type = "application/problem+json")))]
 async fn sign_up(
     State(db): State<Db>,
     headers: HeaderMap,
@@ -116,6 +131,9 @@ async fn register(
     Ok((tx, response))
 }
 
+/// One user.
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "User id")),
+    responses((status = 200, description = "OK", body = UserResponse), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 async fn find(State(db): State<Db>, Path(id): Path<String>) -> Result<AxumJson<serde_json::Value>, Problem> {
     let id: Uuid = id.parse().map_err(|_| UserError::NotFound(id.clone()))?;
     let mut conn = db.pool().acquire().await.map_err(UserError::from)?;

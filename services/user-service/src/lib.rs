@@ -28,6 +28,7 @@ pub fn spec() -> ServiceSpec {
     ServiceSpec {
         migrations: vec![MIGRATIONS],
         topics: vec![topics::USER_SIGNED_UP],
+        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
         ..ServiceSpec::new(DEFAULTS)
     }
 }

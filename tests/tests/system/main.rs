@@ -2,6 +2,7 @@
 
 mod gateway;
 mod helpers;
+mod openapi;
 mod saga;
 mod signup;
 mod startup;
