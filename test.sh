@@ -159,19 +159,32 @@ fi
 
 # No Docker engine runs on these machines: the compose file is checked, not started.
 compose_config() {
-  log "docker-compose.yml: validated with docker-compose config"
+  log "docker-compose.yml (and with docker-compose.3-brokers.yml): validated with docker-compose config"
   if ! command -v docker-compose >/dev/null; then
     local sudo=()
     ((EUID == 0)) || sudo=(sudo)
     { "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq docker-compose; } >&2 \
       || { echo "docker-compose.yml: 0 passed, 1 failed"; return 1; }
   fi
-  if docker-compose -f docker-compose.yml config -q; then
-    echo "docker-compose.yml: 1 passed, 0 failed"
-  else
-    echo "docker-compose.yml: 0 passed, 1 failed"
-    return 1
-  fi
+  local passed=0 failed=0 services name
+  for files in "-f docker-compose.yml" "-f docker-compose.yml -f docker-compose.3-brokers.yml"; do
+    # shellcheck disable=SC2086 # two words per file on purpose
+    if services=$(docker-compose $files config --services) && docker-compose $files config -q; then
+      for name in kafka kafka-ui zipkin postgres gateway user-service order-service inventory-service \
+        payment-service notification-service; do
+        grep -qx "$name" <<<"$services" || { echo "$files: no service $name" >&2; ((failed += 1)); }
+      done
+      ((passed += 1))
+    else
+      echo "docker-compose $files is invalid" >&2
+      ((failed += 1))
+    fi
+  done
+  # shellcheck disable=SC2086
+  docker-compose -f docker-compose.yml -f docker-compose.3-brokers.yml config --services | grep -qx kafka-3 \
+    || { echo "the 3-broker file adds no kafka-3" >&2; ((failed += 1)); }
+  echo "docker-compose.yml: $passed passed, $failed failed"
+  ((failed == 0))
 }
 if (($# == 0)); then
   compose_config | tee -a "$results" || status=1
