@@ -43,8 +43,10 @@ pub async fn upsert(
     now_ms: i64,
 ) -> Result<Product, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO products (sku, name, price_cents, available, reserved, updated_at_ms) VALUES ($1, $2, $3, $4, 0, $5) \
-         ON CONFLICT (sku) DO UPDATE SET name = $2, price_cents = $3, available = $4, updated_at_ms = $5",
+        "INSERT INTO products (sku, name, price_cents, available, reserved, stocked, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, 0, $4, $5) \
+         ON CONFLICT (sku) DO UPDATE SET name = $2, price_cents = $3, available = $4, \
+         stocked = $4 + products.reserved, updated_at_ms = $5",
     )
     .bind(sku)
     .bind(name)

@@ -8,7 +8,14 @@ use platform::{Context, ServiceConfig, ServiceSpec};
 pub struct Running {
     pub name: &'static str,
     pub service: TestService,
-    _database: Option<TestDatabase>,
+    database: Option<TestDatabase>,
+}
+
+impl Running {
+    /// Its database's URL (empty for the gateway, which has none).
+    pub fn database_url(&self) -> &str {
+        self.database.as_ref().map_or("", |db| db.url.as_str())
+    }
 }
 
 /// How a test starts one service: its spec and its routes.
@@ -37,7 +44,7 @@ pub async fn spawn_with(
     let mut config = service_config(&spec, url);
     adjust(&mut spec, &mut config);
     let service = TestService::spawn(&spec, config, routes).await;
-    Running { name: spec.defaults.name, service, _database: database }
+    Running { name: spec.defaults.name, service, database }
 }
 
 /// Starts every service of the system, each with its own database.
