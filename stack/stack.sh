@@ -243,7 +243,10 @@ start_zipkin() {
   port_open "$ZIPKIN_PORT" && die "port $ZIPKIN_PORT is taken by another process: stop it or set ZIPKIN_PORT"
   log "starting zipkin on http://127.0.0.1:$ZIPKIN_PORT"
   # KAFKA_BOOTSTRAP_SERVERS in Zipkin's environment would switch on its own Kafka collector.
-  env -u KAFKA_BOOTSTRAP_SERVERS STORAGE_TYPE=mem QUERY_PORT="$ZIPKIN_PORT" \
+  # In-memory storage keeps MEM_MAX_SPANS spans (500000 by default, more than a 512 MB
+  # heap holds: under load Zipkin then did nothing but full GCs, taking a core from the
+  # system it traces); 100000 spans are the last few thousand orders.
+  env -u KAFKA_BOOTSTRAP_SERVERS STORAGE_TYPE=mem MEM_MAX_SPANS="${ZIPKIN_MAX_SPANS:-100000}" QUERY_PORT="$ZIPKIN_PORT" \
     setsid java -Xms128m -Xmx512m -XX:+UseG1GC -jar "$(cat "$dir/classpath")" \
     --armeria.ports[0].ip=127.0.0.1 --armeria.ports[0].port="$ZIPKIN_PORT" \
     --armeria.ports[0].protocols[0]=http >"$dir/zipkin.log" 2>&1 </dev/null &

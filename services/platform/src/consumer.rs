@@ -392,6 +392,12 @@ impl EventConsumer {
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("statistics.interval.ms", "5000")
+            // An instance that crashed holds its partitions until its session times out
+            // (45 s by default): the chaos run saw sagas stall that long after a SIGKILL.
+            // 10 s (with a heartbeat every 3 s) bounds the stall and still rides out a
+            // pause of a few seconds without a rebalance.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "3000")
             .create_with_context(LagReporter)
             .map_err(client_error)?;
         let subscribed: Vec<String> =

@@ -1,0 +1,105 @@
+//! The system's HTTP API, as the load generator uses it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Why a call failed.
+#[derive(Debug)]
+pub struct ApiError(pub String);
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A client of one base URL.
+#[derive(Debug, Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// A client with a connection pool large enough for the load.
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Self { base: base.to_owned(), http }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), ApiError> {
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| ApiError(format!("{method} {path}: {e}")))?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    fn expect(status: u16, body: Value, wanted: u16, what: &str) -> Result<Value, ApiError> {
+        if status == wanted { Ok(body) } else { Err(ApiError(format!("{what}: {status} {body}"))) }
+    }
+
+    /// Signs a user up; returns its id.
+    pub async fn sign_up(&self, email: &str) -> Result<String, ApiError> {
+        let body = json!({"email": email, "name": "Load", "password": "load-generator"});
+        let (status, user) = self.call(reqwest::Method::POST, "/api/users", Some(body)).await?;
+        let user = Self::expect(status, user, 201, "POST /api/users")?;
+        user["id"].as_str().map(str::to_owned).ok_or_else(|| ApiError(format!("no id in {user}")))
+    }
+
+    /// Waits until the user's wallet is open (payment-service consumed `UserSignedUp`).
+    pub async fn wait_for_wallet(&self, user_id: &str, within: Duration) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (status, _) = self.call(reqwest::Method::GET, &format!("/api/wallets/{user_id}"), None).await?;
+            if status == 200 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ApiError(format!("no wallet for {user_id} within {within:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates a product.
+    pub async fn put_product(&self, sku: &str, price_cents: i64, available: i64) -> Result<(), ApiError> {
+        let body = json!({"name": format!("Load {sku}"), "priceCents": price_cents, "available": available});
+        let (status, product) = self.call(reqwest::Method::PUT, &format!("/api/products/{sku}"), Some(body)).await?;
+        Self::expect(status, product, 200, "PUT /api/products").map(drop)
+    }
+
+    /// Places an order; returns its id.
+    pub async fn place(&self, user_id: &str, items: &[(String, u32)]) -> Result<String, ApiError> {
+        let items: Vec<Value> = items.iter().map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity})).collect();
+        let body = json!({"userId": user_id, "items": items});
+        let (status, order) = self.call(reqwest::Method::POST, "/api/orders", Some(body)).await?;
+        let order = Self::expect(status, order, 202, "POST /api/orders")?;
+        order["id"].as_str().map(str::to_owned).ok_or_else(|| ApiError(format!("no id in {order}")))
+    }
+
+    /// Asks to cancel a confirmed order.
+    pub async fn cancel(&self, order_id: &str) -> Result<(), ApiError> {
+        let (status, body) =
+            self.call(reqwest::Method::POST, &format!("/api/orders/{order_id}/cancel"), None).await?;
+        Self::expect(status, body, 202, "POST /api/orders/{id}/cancel").map(drop)
+    }
+
+    /// An order's status and failure reason.
+    pub async fn status(&self, order_id: &str) -> Result<(String, Option<String>), ApiError> {
+        let (status, order) = self.call(reqwest::Method::GET, &format!("/api/orders/{order_id}"), None).await?;
+        let order = Self::expect(status, order, 200, "GET /api/orders/{id}")?;
+        Ok((
+            order["status"].as_str().unwrap_or_default().to_owned(),
+            order["failureReason"].as_str().map(str::to_owned),
+        ))
+    }
+}

@@ -1,0 +1,124 @@
+//! Command-line options.
+
+use std::time::Duration;
+
+/// How orders are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Open loop: this many orders per second, whatever the system answers.
+    Rate(f64),
+    /// Closed loop: this many orders in flight, each followed by the next once terminal.
+    Concurrency(usize),
+}
+
+/// What a run does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    /// The gateway (or order-service) base URL.
+    pub base_url: String,
+    /// Kafka, to watch the saga's events.
+    pub kafka: String,
+    /// Topic prefix of the system under test (`KAFKA_TOPIC_PREFIX`).
+    pub topic_prefix: String,
+    /// Pacing.
+    pub pace: Pace,
+    /// How long orders are placed.
+    pub duration: Duration,
+    /// How long to wait afterwards for every order to end.
+    pub settle: Duration,
+    /// Users signed up before the run.
+    pub users: usize,
+    /// Ordinary products created before the run.
+    pub products: usize,
+    /// Print one JSON object as the last line.
+    pub json: bool,
+}
+
+/// The help text.
+pub const USAGE: &str = "\
+usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--users N]
+               [--products N] [--settle S] [--kafka HOST:PORT] [--topic-prefix P] [--json]
+
+  --rate N          place N orders per second (open loop; default 100)
+  --concurrency N   keep N orders in flight (closed loop: saturation)
+  --duration S      seconds of placing orders (default 10)
+  --base-url URL    where the API is (default http://127.0.0.1:8080, the gateway)
+  --users N         users signed up first (default 50)
+  --products N      products created first (default 20)
+  --settle S        seconds to wait for the last orders to end (default 60)
+  --kafka H:P       Kafka, to watch the saga's events (default $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)
+  --topic-prefix P  topic prefix of the system (default $KAFKA_TOPIC_PREFIX or none)
+  --json            end with one JSON object on a line of its own";
+
+impl Args {
+    /// Parses `args` (without the program name), with defaults from `env`.
+    pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut parsed = Self {
+            base_url: "http://127.0.0.1:8080".to_owned(),
+            kafka: env("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|| "127.0.0.1:9092".to_owned()),
+            topic_prefix: env("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
+            pace: Pace::Rate(100.0),
+            duration: Duration::from_secs(10),
+            settle: Duration::from_secs(60),
+            users: 50,
+            products: 20,
+            json: false,
+        };
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            if flag == "--json" {
+                parsed.json = true;
+                continue;
+            }
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+            let number = |what: &str| -> Result<f64, String> {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n > 0.0)
+                    .ok_or_else(|| format!("{what}: {value} is not a positive number"))
+            };
+            match flag.as_str() {
+                "--rate" => parsed.pace = Pace::Rate(number("--rate")?),
+                "--concurrency" => parsed.pace = Pace::Concurrency(number("--concurrency")? as usize),
+                "--duration" => parsed.duration = Duration::from_secs_f64(number("--duration")?),
+                "--settle" => parsed.settle = Duration::from_secs_f64(number("--settle")?),
+                "--users" => parsed.users = number("--users")? as usize,
+                "--products" => parsed.products = number("--products")? as usize,
+                "--base-url" => parsed.base_url = value.trim_end_matches('/').to_owned(),
+                "--kafka" => parsed.kafka.clone_from(value),
+                "--topic-prefix" => parsed.topic_prefix.clone_from(value),
+                other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Args::parse(&args, |_| None)
+    }
+
+    #[test]
+    fn reads_pace_duration_and_target() {
+        let args = parse(&["--concurrency", "64", "--duration", "5", "--base-url", "http://h:1/", "--json"])
+            .expect("valid");
+        assert_eq!(args.pace, Pace::Concurrency(64));
+        assert_eq!(args.duration, Duration::from_secs(5));
+        assert_eq!(args.base_url, "http://h:1");
+        assert!(args.json);
+        assert_eq!(parse(&[]).expect("defaults").pace, Pace::Rate(100.0));
+    }
+
+    #[test]
+    fn names_the_bad_argument() {
+        assert!(parse(&["--rate", "-3"]).expect_err("negative").contains("--rate"));
+        assert!(parse(&["--rate"]).expect_err("missing").contains("needs a value"));
+        assert!(parse(&["--fast"]).expect_err("unknown").contains("--fast"));
+    }
+}
