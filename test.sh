@@ -7,7 +7,9 @@
 #   5. runs ./run.sh as a user would, checks every service answers, runs
 #      http-tests/api-test.http against it with httpyac (npm), checks each service's
 #      OpenAPI document with openapi-spec-validator (PyPI), and stops it with Ctrl-C,
-#   6. validates docker-compose.yml with Debian's docker-compose (no Docker engine here).
+#   6. runs tools/chaos.sh: services and the broker SIGKILLed under load, then every
+#      invariant checked (about 2 minutes),
+#   7. validates docker-compose.yml with Debian's docker-compose (no Docker engine here).
 # A part of the stack that does not come up fails the run; no test skips for want of it.
 #
 #   ./test.sh [cargo test filter...]     (a filter runs only the matching tests, steps 3-4)
@@ -152,9 +154,15 @@ smoke_run_sh() {
   echo "run.sh: $ok passed, $failed failed"
   ((failed == 0))
 }
+# A short chaos run: services and the broker killed under load, then the invariants.
+chaos() {
+  log "chaos run: SIGKILL and restart services and the broker under load, then check every invariant"
+  tools/chaos.sh --duration 60 --rate 20 --kills 8
+}
 if (($# == 0)); then
   three_brokers || status=1
   smoke_run_sh | tee -a "$results" || status=1
+  chaos | tee -a "$results" || status=1
 fi
 
 # No Docker engine runs on these machines: the compose file is checked, not started.
@@ -195,7 +203,7 @@ cleanup
 started=()
 
 # One closing line for the whole run, summed over every cargo test binary and run.sh.
-summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: |openapi: |docker-compose\.yml: )' "$results" || true)
+summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: |openapi: |chaos: |docker-compose\.yml: )' "$results" || true)
 passed=$(grep -Eo '[0-9]+ passed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 rm -f "$results"

@@ -156,7 +156,7 @@ kafka_started() { grep -q 'Kafka Server started' "$1/logs/server.log" 2>/dev/nul
 
 start_kafka() {
   install_kafka
-  local cp cluster_id_file cluster_id i dir port
+  local cp cluster_id_file cluster_id i dir port launched=()
   cp=$(cat "$STATE/kafka/classpath")
   cluster_id_file="$(kafka_cluster_dir)/cluster-id"
   mkdir -p "$(dirname "$cluster_id_file")"
@@ -182,8 +182,11 @@ start_kafka() {
     setsid java -cp "$cp" $(java_opts broker) -Xms256m -Xmx${KAFKA_HEAP:-1g} -Dkafka.logs.dir="$dir/logs" \
       kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 </dev/null &
     echo $! >"$dir/pid"
+    launched+=("$i")
   done
-  for ((i = 1; i <= KAFKA_BROKERS; i++)); do
+  # Only a node launched now is waited for: its server.log was emptied above, whereas a
+  # running node's start-up line may have rotated out of server.log long ago.
+  for i in "${launched[@]}"; do
     dir=$(kafka_node_dir "$i")
     port=$((KAFKA_PORT + 2 * (i - 1)))
     wait_for "$dir/pid" 120 kafka_started "$dir" "$port" \

@@ -33,7 +33,12 @@ impl Api {
         Self { base: base.to_owned(), http }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), ApiError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), ApiError> {
         let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
@@ -59,7 +64,8 @@ impl Api {
     pub async fn wait_for_wallet(&self, user_id: &str, within: Duration) -> Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let (status, _) = self.call(reqwest::Method::GET, &format!("/api/wallets/{user_id}"), None).await?;
+            let (status, _) =
+                self.call(reqwest::Method::GET, &format!("/api/wallets/{user_id}"), None).await?;
             if status == 200 {
                 return Ok(());
             }
@@ -73,29 +79,44 @@ impl Api {
     /// Creates a product.
     pub async fn put_product(&self, sku: &str, price_cents: i64, available: i64) -> Result<(), ApiError> {
         let body = json!({"name": format!("Load {sku}"), "priceCents": price_cents, "available": available});
-        let (status, product) = self.call(reqwest::Method::PUT, &format!("/api/products/{sku}"), Some(body)).await?;
+        let (status, product) =
+            self.call(reqwest::Method::PUT, &format!("/api/products/{sku}"), Some(body)).await?;
         Self::expect(status, product, 200, "PUT /api/products").map(drop)
     }
 
     /// Places an order; returns its id.
     pub async fn place(&self, user_id: &str, items: &[(String, u32)]) -> Result<String, ApiError> {
-        let items: Vec<Value> = items.iter().map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity})).collect();
+        let items: Vec<Value> =
+            items.iter().map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity})).collect();
         let body = json!({"userId": user_id, "items": items});
         let (status, order) = self.call(reqwest::Method::POST, "/api/orders", Some(body)).await?;
         let order = Self::expect(status, order, 202, "POST /api/orders")?;
         order["id"].as_str().map(str::to_owned).ok_or_else(|| ApiError(format!("no id in {order}")))
     }
 
-    /// Asks to cancel a confirmed order.
+    /// Asks to cancel a confirmed order, retrying (as a user would) while the system
+    /// does not answer; a 409 means an earlier try got through and it is under way.
     pub async fn cancel(&self, order_id: &str) -> Result<(), ApiError> {
-        let (status, body) =
-            self.call(reqwest::Method::POST, &format!("/api/orders/{order_id}/cancel"), None).await?;
-        Self::expect(status, body, 202, "POST /api/orders/{id}/cancel").map(drop)
+        let path = format!("/api/orders/{order_id}/cancel");
+        let mut last = ApiError(String::new());
+        for _ in 0..40 {
+            match self.call(reqwest::Method::POST, &path, None).await {
+                Ok((202 | 409, _)) => return Ok(()),
+                Ok((status, body)) if status < 500 => {
+                    return Err(ApiError(format!("POST {path}: {status} {body}")));
+                }
+                Ok((status, body)) => last = ApiError(format!("POST {path}: {status} {body}")),
+                Err(error) => last = error,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(last)
     }
 
     /// An order's status and failure reason.
     pub async fn status(&self, order_id: &str) -> Result<(String, Option<String>), ApiError> {
-        let (status, order) = self.call(reqwest::Method::GET, &format!("/api/orders/{order_id}"), None).await?;
+        let (status, order) =
+            self.call(reqwest::Method::GET, &format!("/api/orders/{order_id}"), None).await?;
         let order = Self::expect(status, order, 200, "GET /api/orders/{id}")?;
         Ok((
             order["status"].as_str().unwrap_or_default().to_owned(),

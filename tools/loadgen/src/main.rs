@@ -28,20 +28,31 @@ use crate::report::Outcome;
 
 /// Hops measured from the events' times: (name, from any of, to any of).
 const HOPS: [(&str, &[&str], &[&str]); 5] = [
-    ("reserve: order.created → inventory.*", &[topics::ORDER_CREATED], &[
-        topics::INVENTORY_RESERVED,
-        topics::INVENTORY_REJECTED,
-    ]),
-    ("charge: inventory.reserved → payment.*", &[topics::INVENTORY_RESERVED], &[
-        topics::PAYMENT_COMPLETED,
-        topics::PAYMENT_FAILED,
-    ]),
-    ("confirm: payment.completed → order.confirmed", &[topics::PAYMENT_COMPLETED], &[topics::ORDER_CONFIRMED]),
-    ("compensate: payment.failed → inventory.released", &[topics::PAYMENT_FAILED], &[topics::INVENTORY_RELEASED]),
-    ("cancel: inventory.rejected|released → order.cancelled", &[
-        topics::INVENTORY_REJECTED,
-        topics::INVENTORY_RELEASED,
-    ], &[topics::ORDER_CANCELLED]),
+    (
+        "reserve: order.created → inventory.*",
+        &[topics::ORDER_CREATED],
+        &[topics::INVENTORY_RESERVED, topics::INVENTORY_REJECTED],
+    ),
+    (
+        "charge: inventory.reserved → payment.*",
+        &[topics::INVENTORY_RESERVED],
+        &[topics::PAYMENT_COMPLETED, topics::PAYMENT_FAILED],
+    ),
+    (
+        "confirm: payment.completed → order.confirmed",
+        &[topics::PAYMENT_COMPLETED],
+        &[topics::ORDER_CONFIRMED],
+    ),
+    (
+        "compensate: payment.failed → inventory.released",
+        &[topics::PAYMENT_FAILED],
+        &[topics::INVENTORY_RELEASED],
+    ),
+    (
+        "cancel: inventory.rejected|released → order.cancelled",
+        &[topics::INVENTORY_REJECTED, topics::INVENTORY_RELEASED],
+        &[topics::ORDER_CANCELLED],
+    ),
 ];
 
 /// What the run set up: who orders and what.
@@ -275,7 +286,11 @@ async fn run(args: Args) -> Result<Outcome, String> {
                 tracker.place(placed);
             }
             deadline = Some(Instant::now() + args.settle);
-            eprintln!("loadgen: placed; waiting up to {:?} for {} sagas to end", args.settle, tracker.unfinished());
+            eprintln!(
+                "loadgen: placed; waiting up to {:?} for {} sagas to end",
+                args.settle,
+                tracker.unfinished()
+            );
         }
         if let Some(deadline) = deadline
             && (tracker.unfinished() == 0 || Instant::now() > deadline)
@@ -312,7 +327,9 @@ async fn outcome(
         let finished = match &flight.finished {
             Some(finished) => Some(finished.clone()),
             None => match api.status(id).await {
-                Ok((status, reason)) if status == "CONFIRMED" || status == "CANCELLED" => Some((status, reason)),
+                Ok((status, reason)) if status == "CONFIRMED" || status == "CANCELLED" => {
+                    Some((status, reason))
+                }
                 Ok(_) | Err(_) => None,
             },
         };

@@ -78,7 +78,10 @@ impl Outcome {
             .iter()
             .map(|(name, h)| {
                 let [p50, p90, p99, max] = percentiles_ms(h);
-                ((*name).to_owned(), json!({"n": h.len(), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max}))
+                (
+                    (*name).to_owned(),
+                    json!({"n": h.len(), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max}),
+                )
             })
             .collect();
         json!({
