@@ -4,16 +4,17 @@
 # it waits for the system to drain and checks every invariant of the contract. Nothing
 # may be lost or applied twice.
 #
-#   tools/chaos.sh [--rate N] [--duration S] [--kills N] [--seed N] [--release]
+#   tools/chaos.sh [--rate N] [--duration S] [--kills N] [--seed N] [--release] [--postgres]
 #
 # It runs its own copy of the system beside anything else: ports 18080-18085, SQLite
-# files under .chaos/<run>/, topics and consumer groups prefixed `chaos-<run>.` (deleted
-# at the end). Kafka and Zipkin are started with stack/stack.sh if they are not up.
+# files under .chaos/<run>/ (or, with --postgres, databases chaos_<run>_<service> on the
+# stack's PostgreSQL, dropped at the end), topics and consumer groups prefixed
+# `chaos-<run>.` (deleted at the end). The stack is started with stack/stack.sh if needed.
 # Its last line is `chaos: 1 passed, 0 failed` or `chaos: 0 passed, 1 failed`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rate=20 duration=60 kills=8 seed=$RANDOM profile=debug
+rate=20 duration=60 kills=8 seed=$RANDOM profile=debug postgres=false
 while (($#)); do
   case $1 in
     --rate) rate=$2; shift 2 ;;
@@ -21,6 +22,7 @@ while (($#)); do
     --kills) kills=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --release) profile=release; shift ;;
+    --postgres) postgres=true; shift ;;
     -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "chaos.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -47,16 +49,27 @@ services=(user-service order-service inventory-service payment-service notificat
 declare -A port=([gateway]=18080 [user-service]=18081 [order-service]=18082 [inventory-service]=18083
   [payment-service]=18084 [notification-service]=18085)
 
+components=(kafka zipkin)
+$postgres && components+=(postgres)
 started=()
-for c in kafka zipkin; do stack/stack.sh running "$c" || started+=("$c"); done
+for c in "${components[@]}"; do stack/stack.sh running "$c" || started+=("$c"); done
 ((${#started[@]} == 0)) || stack/stack.sh start "${started[@]}"
 bootstrap=$(stack/stack.sh bootstrap)
 broker_pidfile=$(ls .stack/kafka/1x*/node-1/pid 2>/dev/null | head -1)
+pg_server=postgres://postgres@127.0.0.1:${PG_PORT:-5432}
+pg_prefix=chaos_${run//-/_}_
+psql_admin() { psql -X -q -h 127.0.0.1 -p "${PG_PORT:-5432}" -U postgres -d postgres -c "$1"; }
+database_url() {
+  if $postgres; then echo "$pg_server/$pg_prefix${1//-/_}"; else echo "sqlite://$dir/data/$1.db?mode=rwc"; fi
+}
+if $postgres; then
+  for s in "${services[@]:0:5}"; do psql_admin "CREATE DATABASE $pg_prefix${s//-/_}" || verdict 0 1; done
+fi
 
 declare -A pid=()
 start_service() {
   local s=$1
-  DATABASE_URL="sqlite://$dir/data/$s.db?mode=rwc" KAFKA_BOOTSTRAP_SERVERS=$bootstrap KAFKA_TOPIC_PREFIX=$prefix \
+  DATABASE_URL=$(database_url "$s") KAFKA_BOOTSTRAP_SERVERS=$bootstrap KAFKA_TOPIC_PREFIX=$prefix \
     HTTP_ADDR=127.0.0.1:${port[$s]} USER_SERVICE_URL=http://127.0.0.1:18081 \
     ORDER_SERVICE_URL=http://127.0.0.1:18082 INVENTORY_SERVICE_URL=http://127.0.0.1:18083 \
     PAYMENT_SERVICE_URL=http://127.0.0.1:18084 NOTIFICATION_SERVICE_URL=http://127.0.0.1:18085 \
@@ -80,6 +93,7 @@ bring_up() {
 }
 
 loadgen_pid=
+keep=false
 cleanup() {
   trap '' INT TERM
   [[ -n $loadgen_pid ]] && kill "$loadgen_pid" 2>/dev/null || true
@@ -87,11 +101,14 @@ cleanup() {
   for s in "${!pid[@]}"; do kill -TERM "${pid[$s]}" 2>/dev/null || true; done
   for s in "${!pid[@]}"; do wait "${pid[$s]}" 2>/dev/null || true; done
   stack/bin/kafka-topics.sh --bootstrap-server "$bootstrap" --delete --topic "${prefix//./\\.}.*" >/dev/null 2>&1 || true
+  if $postgres && ! $keep; then
+    for s in "${services[@]:0:5}"; do psql_admin "DROP DATABASE IF EXISTS $pg_prefix${s//-/_} WITH (FORCE)" || true; done
+  fi
   ((${#started[@]} == 0)) || stack/stack.sh stop "${started[@]}"
 }
 trap cleanup EXIT
 
-log "run $run, seed $seed: $rate orders/s for $duration s, $kills kills and one broker restart"
+log "run $run, seed $seed: $rate orders/s for $duration s, $kills kills and one broker restart, on $($postgres && echo PostgreSQL || echo SQLite)"
 for s in "${services[@]}"; do bring_up "$s" || verdict 0 1; done
 
 "$target/loadgen" --base-url http://127.0.0.1:18080 --kafka "$bootstrap" --topic-prefix "$prefix" \
@@ -145,10 +162,16 @@ log "load generator exit $loadgen_rc (refused requests are expected while servic
 failed=0
 [[ $lost == 0 ]] || { log "orders were lost"; failed=1; }
 ((orders > 0)) || { log "no order was accepted"; failed=1; }
-if "$target/check-invariants" --data "$dir/data" --within 120 >&2; then
+if $postgres; then
+  checked=(--postgres "$pg_server" --database-prefix "$pg_prefix")
+else
+  checked=(--data "$dir/data")
+fi
+if "$target/check-invariants" "${checked[@]}" --within 120 >&2; then
   log "every invariant holds"
 else
-  log "invariants broken (databases kept in $dir/data)"
+  keep=true
+  log "invariants broken (databases kept: ${checked[*]})"
   failed=1
 fi
 ((failed)) || rm -rf "$dir"

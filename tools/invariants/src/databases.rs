@@ -34,8 +34,14 @@ impl Databases {
     /// `./run.sh --postgres` and docker compose set it up. `server` is the URL without a
     /// database, e.g. `postgres://postgres@127.0.0.1:5432`.
     pub fn postgres(server: &str) -> Self {
+        Self::postgres_prefixed(server, "")
+    }
+
+    /// As [`Databases::postgres`], each database name preceded by `prefix` (the chaos run
+    /// makes `chaos_<run>_user_service` and so on beside the usual ones).
+    pub fn postgres_prefixed(server: &str, prefix: &str) -> Self {
         let server = server.trim_end_matches('/');
-        let url = |db: &str| format!("{server}/{db}");
+        let url = |db: &str| format!("{server}/{prefix}{db}");
         Self {
             user: url("user_service"),
             order: url("order_service"),
@@ -56,5 +62,7 @@ mod tests {
         assert_eq!(sqlite.order, "sqlite://data/order-service.db?mode=ro");
         let postgres = Databases::postgres("postgres://postgres@127.0.0.1:5432/");
         assert_eq!(postgres.payment, "postgres://postgres@127.0.0.1:5432/payment_service");
+        let prefixed = Databases::postgres_prefixed("postgres://h:1", "chaos_7_");
+        assert_eq!(prefixed.user, "postgres://h:1/chaos_7_user_service");
     }
 }

@@ -2,10 +2,11 @@
 //! invariants, retrying while the system settles; exits 1 naming what breaks them.
 //!
 //! ```text
-//! check-invariants [--data DIR | --postgres URL] [--within SECONDS]
+//! check-invariants [--data DIR | --postgres URL [--database-prefix P]] [--within SECONDS]
 //! ```
 //! `--data` (default `data`, where `./run.sh` keeps the SQLite files) or `--postgres`
-//! (a server URL without a database, e.g. `postgres://postgres@127.0.0.1:5432`).
+//! (a server URL without a database, e.g. `postgres://postgres@127.0.0.1:5432`, whose
+//! databases are `<P>user_service` and so on).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,17 +14,21 @@ use std::time::{Duration, Instant};
 
 use invariants::Databases;
 
-const USAGE: &str = "usage: check-invariants [--data DIR | --postgres URL] [--within SECONDS]";
+const USAGE: &str =
+    "usage: check-invariants [--data DIR | --postgres URL [--database-prefix P]] [--within SECONDS]";
 
 fn parse(args: &[String]) -> Result<(Databases, Duration), String> {
     let mut databases = Databases::sqlite_dir(&PathBuf::from("data"));
+    let mut postgres: Option<String> = None;
+    let mut prefix = String::new();
     let mut within = Duration::from_secs(0);
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
             "--data" => databases = Databases::sqlite_dir(&PathBuf::from(value()?)),
-            "--postgres" => databases = Databases::postgres(value()?),
+            "--postgres" => postgres = Some(value()?.clone()),
+            "--database-prefix" => prefix.clone_from(value()?),
             "--within" => {
                 let raw = value()?;
                 let seconds: u64 =
@@ -32,6 +37,11 @@ fn parse(args: &[String]) -> Result<(Databases, Duration), String> {
             }
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if let Some(server) = postgres {
+        databases = Databases::postgres_prefixed(&server, &prefix);
+    } else if !prefix.is_empty() {
+        return Err(format!("--database-prefix goes with --postgres\n{USAGE}"));
     }
     Ok((databases, within))
 }
