@@ -121,6 +121,14 @@ until grep -q 'Rate' "$dir/loadgen.err" 2>/dev/null; do
   sleep 0.2
 done
 
+restart_broker() {
+  log "SIGKILL kafka broker (pid $(cat "$broker_pidfile"))"
+  kill -KILL "$(cat "$broker_pidfile")"
+  sleep 3
+  stack/stack.sh start kafka >>"$dir/kafka-restart.log" 2>&1 || { log "kafka did not restart"; verdict 0 1; }
+  log "kafka is back"
+}
+
 # Kills spread over the run; the broker goes down once, half-way.
 load_start=$SECONDS
 broker_at=$((duration / 2))
@@ -129,11 +137,7 @@ for ((k = 0; k < kills; k++)); do
   sleep "$(( (duration * 8 / 10) / kills ))"
   if ! $broker_done && ((SECONDS - load_start >= broker_at)); then
     broker_done=true
-    log "SIGKILL kafka broker (pid $(cat "$broker_pidfile"))"
-    kill -KILL "$(cat "$broker_pidfile")"
-    sleep 3
-    stack/stack.sh start kafka >>"$dir/kafka-restart.log" 2>&1 || { log "kafka did not restart"; verdict 0 1; }
-    log "kafka is back"
+    restart_broker
   fi
   victim=${services[RANDOM % ${#services[@]}]}
   log "SIGKILL $victim (pid ${pid[$victim]})"
@@ -142,12 +146,7 @@ for ((k = 0; k < kills; k++)); do
   sleep "0.$((RANDOM % 10))"
   bring_up "$victim" || verdict 0 1
 done
-if ! $broker_done; then
-  log "SIGKILL kafka broker"
-  kill -KILL "$(cat "$broker_pidfile")"
-  sleep 3
-  stack/stack.sh start kafka >>"$dir/kafka-restart.log" 2>&1 || verdict 0 1
-fi
+$broker_done || restart_broker
 
 log "waiting for the load generator and the system to drain"
 loadgen_rc=0

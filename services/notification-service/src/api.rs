@@ -14,7 +14,7 @@ use platform::outbox::{now_ms, rfc3339_ms};
 use platform::problem::Problem;
 use platform::validate;
 use serde::{Deserialize, Serialize};
-use shared_events::{EmailSendMessage, SmsSendMessage};
+use shared_events::{EmailSendMessage, Event, SmsSendMessage};
 
 use crate::store::{self, Failure, Filter, Notification};
 
@@ -90,8 +90,13 @@ async fn send_email(
         subject: request.subject,
         body: request.body,
     };
-    let mut tx = state.db.begin_write().await.map_err(internal)?;
-    let event_id = tx.publish(&message).await.map_err(internal)?;
+    queue(&state.db, &message).await
+}
+
+/// Puts `message` in the outbox for its topic and answers 202 with its event id.
+async fn queue(db: &Db, message: &impl Event) -> Result<Response, Problem> {
+    let mut tx = db.begin_write().await.map_err(internal)?;
+    let event_id = tx.publish(message).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     Ok((StatusCode::ACCEPTED, AxumJson(Queued { event_id: event_id.to_string(), status: "QUEUED" }))
         .into_response())
@@ -124,11 +129,7 @@ async fn send_sms(
     if text.chars().count() > 1600 {
         return Err(Problem::invalid("text", "is longer than 1600 characters"));
     }
-    let mut tx = state.db.begin_write().await.map_err(internal)?;
-    let event_id = tx.publish(&SmsSendMessage { to, text }).await.map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
-    Ok((StatusCode::ACCEPTED, AxumJson(Queued { event_id: event_id.to_string(), status: "QUEUED" }))
-        .into_response())
+    queue(&state.db, &SmsSendMessage { to, text }).await
 }
 
 /// `GET /api/notifications` filters.

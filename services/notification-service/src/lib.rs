@@ -62,8 +62,5 @@ fn subscriptions(context: &Context) -> Subscriptions {
 
 /// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.
 pub fn routes(context: &Context) -> Router {
-    match &context.db {
-        Some(db) => api::router(api::AppState { db: db.clone(), kafka: context.config.kafka.clone() }),
-        None => Router::new(),
-    }
+    context.routes_on_db(|db| api::router(api::AppState { db, kafka: context.config.kafka.clone() }))
 }

@@ -72,6 +72,14 @@ pub struct Context {
     pub db: Option<Db>,
 }
 
+impl Context {
+    /// The routes `router` builds on the service's database; none for a service that has
+    /// no database.
+    pub fn routes_on_db(&self, router: impl FnOnce(Db) -> Router) -> Router {
+        self.db.clone().map_or_else(Router::new, router)
+    }
+}
+
 /// Why a service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

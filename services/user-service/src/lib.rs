@@ -35,8 +35,5 @@ pub fn spec() -> ServiceSpec {
 
 /// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.
 pub fn routes(context: &Context) -> Router {
-    match &context.db {
-        Some(db) => api::router(db.clone()),
-        None => Router::new(),
-    }
+    context.routes_on_db(api::router)
 }
