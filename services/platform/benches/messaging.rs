@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use platform::config::RetryPolicy;
-use platform::consumer::{EventConsumer, EventMeta, Handler, HandlerError, Subscriptions};
+use platform::consumer::{EventConsumer, EventMeta, Handler, HandlerError, Subscriptions, WorkerDied};
 use platform::db::{Db, Tx};
 use platform::outbox::{Relay, RelayConfig};
 use platform::testing::{TestBackend, TestDatabase, kafka_config, unique_name};
@@ -113,7 +113,7 @@ async fn rig(backend: TestBackend) -> Rig {
 }
 
 impl Rig {
-    async fn consumer(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    async fn consumer(&self) -> (CancellationToken, tokio::task::JoinHandle<Result<(), WorkerDied>>) {
         let subscriptions = Subscriptions::new().on_topic::<BenchEvent>(
             &self.topic,
             Measure { latencies: self.latencies.clone(), handled: self.handled.clone() },
@@ -178,7 +178,7 @@ async fn saturation(args: &Args) {
     rig.wait_handled(args.events, Duration::from_secs(600)).await;
     let total_seconds = started.elapsed().as_secs_f64();
     stop.cancel();
-    consuming.await.expect("consumer");
+    consuming.await.expect("consumer").expect("no worker died");
     println!(
         "saturation {:?}: {} events; relayed {:.0} events/s ({relay_seconds:.2} s); handled end to end {:.0} events/s ({total_seconds:.2} s)",
         args.backend,
@@ -211,7 +211,7 @@ async fn light_load(args: &Args) {
     rig.wait_handled(10 + total, Duration::from_secs(120)).await;
     stop.cancel();
     stop_relay.cancel();
-    consuming.await.expect("consumer");
+    consuming.await.expect("consumer").expect("no worker died");
     relaying.await.expect("relay");
     let mut latencies = rig.latencies.lock().expect("latencies").clone();
     latencies.sort_unstable();

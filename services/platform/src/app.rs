@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::background::{BackgroundTasks, TaskDied};
 use crate::config::{ConfigError, ServiceConfig, ServiceDefaults};
 use crate::consumer::{EventConsumer, Subscriptions};
 use crate::db::{Db, DbError, Migrations};
@@ -104,9 +105,17 @@ pub enum StartError {
     /// Tracing could not be set up.
     #[error(transparent)]
     Telemetry(#[from] telemetry::TelemetryError),
+}
+
+/// Why a service that started stopped other than when told to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
     /// The HTTP server stopped with an error.
     #[error("serving HTTP failed")]
     Serve(#[source] std::io::Error),
+    /// The outbox relay or the consumer died.
+    #[error(transparent)]
+    TaskDied(TaskDied),
 }
 
 /// A built service, bound to its port, not yet serving.
@@ -117,6 +126,7 @@ pub struct Application {
     context: Context,
     relay: Option<Relay>,
     consumer: Option<EventConsumer>,
+    tasks: BackgroundTasks,
 }
 
 impl Application {
@@ -169,11 +179,12 @@ impl Application {
             }
             _ => (None, None),
         };
+        let tasks = BackgroundTasks::new();
         let router = routes(&context)
-            .merge(ops::router(Dependencies { db, kafka }))
+            .merge(ops::router(Dependencies { db, kafka, tasks: tasks.clone() }))
             .merge(openapi::router(openapi::document(spec.defaults.name, (spec.api_doc)())))
             .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, Some("no such resource".to_owned())) });
-        Ok(Self { listener, router: with_standard_layers(router), context, relay, consumer })
+        Ok(Self { listener, router: with_standard_layers(router), context, relay, consumer, tasks })
     }
 
     /// The port it listens on (the OS picks one when `HTTP_ADDR` has port 0).
@@ -192,36 +203,49 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish and closes
-    /// the database.
+    /// the database. Stops the same way, and returns [`RunError::TaskDied`], when the
+    /// outbox relay or the consumer dies first.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let Self { listener, router, context, relay, consumer } = self;
-        tracing::info!(service = context.config.service_name, addr = %listener.local_addr()?, "listening");
+    ) -> Result<(), RunError> {
+        let Self { listener, router, context, relay, consumer, tasks } = self;
+        tracing::info!(service = context.config.service_name, addr = %listener.local_addr().map_err(RunError::Serve)?, "listening");
         let stop_consuming = CancellationToken::new();
         let stop_relaying = CancellationToken::new();
-        let consuming = consumer.map(|consumer| tokio::spawn(consumer.run(stop_consuming.clone())));
-        let relaying = relay.map(|relay| tokio::spawn(relay.run(stop_relaying.clone())));
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let relaying = relay.map(|relay| {
+            let stop = stop_relaying.clone();
+            tasks.spawn("outbox-relay", &stop_relaying, async move {
+                relay.run(stop).await;
+                Ok::<(), std::convert::Infallible>(())
+            })
+        });
+        let consuming = consumer
+            .map(|consumer| tasks.spawn("consumer", &stop_consuming, consumer.run(stop_consuming.clone())));
+        let watched = tasks.clone();
+        let stopped = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = watched.died() => {}
+            }
+        };
+        let served = axum::serve(listener, router).with_graceful_shutdown(stopped).await;
         // Consumers first: a handler in flight finishes and its events reach the outbox;
         // the relay stops last (what it has not sent waits in the outbox for next start).
+        // A task that died has said why already.
         stop_consuming.cancel();
-        if let Some(consuming) = consuming
-            && let Err(error) = consuming.await
-        {
-            tracing::error!(%error, "consumer task failed");
+        if let Some(consuming) = consuming {
+            let _ = consuming.await;
         }
         stop_relaying.cancel();
-        if let Some(relaying) = relaying
-            && let Err(error) = relaying.await
-        {
-            tracing::error!(%error, "relay task failed");
+        if let Some(relaying) = relaying {
+            let _ = relaying.await;
         }
         if let Some(db) = &context.db {
             db.close().await;
         }
-        served
+        served.map_err(RunError::Serve)?;
+        tasks.first_death().map_or(Ok(()), |died| Err(RunError::TaskDied(died)))
     }
 }
 
@@ -291,14 +315,16 @@ pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCo
         }
     };
     let outcome = runtime.block_on(async move {
-        let app = Application::build(&spec, config, routes).await?;
-        app.run_until_stopped(shutdown_signal()).await.map_err(StartError::Serve)
+        let app = Application::build(&spec, config, routes).await.map_err(Failure::Start)?;
+        app.run_until_stopped(shutdown_signal()).await.map_err(Failure::Run)
     });
     let code = match outcome {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
+        // Logged when it happened; the exit code tells the supervisor to start it again.
+        Err(Failure::Run(RunError::TaskDied(_))) => ExitCode::FAILURE,
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "{name} failed");
             eprintln!("{name}: {}", error_chain(&error));
@@ -308,4 +334,13 @@ pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCo
     runtime.shutdown_timeout(Duration::from_secs(10));
     telemetry.shutdown();
     code
+}
+
+/// A start that failed or a run that ended badly, for [`run`]'s exit code.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Start(StartError),
+    #[error(transparent)]
+    Run(RunError),
 }

@@ -31,12 +31,13 @@ use rdkafka::statistics::Statistics;
 use shared_events::headers::{self, dead_letter};
 use shared_events::{Event, topics};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
+use crate::background::panic_message;
 use crate::config::{KafkaConfig, RetryPolicy};
 use crate::db::{Db, Tx};
 use crate::kafka::{KafkaSetupError, client_config, ensure_topics};
@@ -420,13 +421,32 @@ impl EventConsumer {
     }
 
     /// Consumes until `shutdown` is cancelled; then lets each worker finish the message in
-    /// hand, commits the stored offsets and leaves the group.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let workers = TaskTracker::new();
+    /// hand, commits the stored offsets and leaves the group. Returns an error, after the
+    /// same shutdown, when a partition's worker died (a panic): its partition would
+    /// otherwise stay unconsumed while the service looks well.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerDied> {
+        // Workers stop on the caller's shutdown or when one of them dies.
+        let stopping = shutdown.child_token();
+        let mut workers: JoinSet<()> = JoinSet::new();
+        let mut partitions: HashMap<tokio::task::Id, (String, i32)> = HashMap::new();
         let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+        let mut died = None;
         loop {
             let received = tokio::select! {
                 received = self.consumer.recv() => received,
+                Some(ended) = workers.join_next_with_id() => {
+                    let (id, outcome) = match ended {
+                        Ok((id, ())) => (id, None),
+                        Err(error) => (error.id(), Some(error)),
+                    };
+                    let (topic, partition) = partitions.remove(&id).unwrap_or_default();
+                    let reason = match outcome {
+                        Some(error) if error.is_panic() => format!("panicked: {}", panic_message(error.into_panic().as_ref())),
+                        _ => "stopped without being told to".to_owned(),
+                    };
+                    died = Some(WorkerDied { topic, partition, reason });
+                    break;
+                }
                 () = shutdown.cancelled() => break,
             };
             let message = match received {
@@ -438,15 +458,20 @@ impl EventConsumer {
                 }
             };
             let key = (message.topic().to_owned(), message.partition());
-            let queue = queues.entry(key).or_insert_with(|| self.spawn_worker(&workers, &shutdown));
+            let queue = queues.entry(key.clone()).or_insert_with(|| {
+                let (queue, id) = self.spawn_worker(&mut workers, &stopping);
+                partitions.insert(id, key);
+                queue
+            });
             if let Err(mpsc::error::SendError(message)) = queue.send(message).await {
-                // The worker stopped (shutdown began); the message is redelivered later.
+                // The worker is gone (it died: the next turn of the loop sees it end); the
+                // message's offset was not stored, so it is redelivered after the restart.
                 tracing::debug!(topic = message.topic(), "worker gone, message left for redelivery");
             }
         }
+        stopping.cancel();
         drop(queues);
-        workers.close();
-        workers.wait().await;
+        while workers.join_next().await.is_some() {}
         let consumer = self.consumer.clone();
         // Committing and closing block in librdkafka, and closing can hang while the broker
         // is gone: both run off the runtime.
@@ -460,23 +485,24 @@ impl EventConsumer {
             tracing::warn!(group = %self.inner.group, "consumer did not close within 10 s");
         }
         tracing::info!(group = %self.inner.group, "consumer stopped");
+        died.map_or(Ok(()), Err)
     }
 
     fn spawn_worker(
         &self,
-        workers: &TaskTracker,
-        shutdown: &CancellationToken,
-    ) -> mpsc::Sender<OwnedMessage> {
+        workers: &mut JoinSet<()>,
+        stopping: &CancellationToken,
+    ) -> (mpsc::Sender<OwnedMessage>, tokio::task::Id) {
         let (queue, mut messages) = mpsc::channel::<OwnedMessage>(256);
         let consumer = self.consumer.clone();
         let inner = self.inner.clone();
-        let shutdown = shutdown.clone();
-        workers.spawn(async move {
+        let stopping = stopping.clone();
+        let worker = workers.spawn(async move {
             while let Some(message) = messages.recv().await {
-                if shutdown.is_cancelled() {
+                if stopping.is_cancelled() {
                     break;
                 }
-                if inner.process(&message, &shutdown).await.is_err() {
+                if inner.process(&message, &stopping).await.is_err() {
                     break; // shut down mid-message: leave it (and its offset) for redelivery
                 }
                 if let Err(error) =
@@ -486,9 +512,23 @@ impl EventConsumer {
                     tracing::debug!(%error, topic = message.topic(), "offset not stored");
                 }
             }
+            // Told to stop, or the queue closed: wait for the loop to notice and end.
+            stopping.cancelled().await;
         });
-        queue
+        (queue, worker.id())
     }
+}
+
+/// A partition's worker ended before the consumer was told to stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the worker of {topic}[{partition}] {reason}")]
+pub struct WorkerDied {
+    /// The topic of its partition.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// How it ended (the panic's message).
+    pub reason: String,
 }
 
 /// Shutdown came before the message was done with.
@@ -557,35 +597,39 @@ impl Inner {
         let started = Instant::now();
         let outcome = self.apply(message, &delivery, headers.clone()).instrument(span.clone()).await;
         let seconds = started.elapsed().as_secs_f64();
-        let _entered = span.enter();
-        match outcome {
-            Ok(Applied::Now) => metrics::handled(&delivery.topic, "applied", seconds),
-            Ok(Applied::Before) => {
-                tracing::debug!(topic = %delivery.topic, "duplicate event dropped");
-                metrics::handled(&delivery.topic, "duplicate", seconds);
-            }
-            Err(failure @ HandlerError::Transient(_)) if delivery.attempt < self.retry.max_attempts => {
-                let error = error_chain(&failure);
-                tracing::warn!(topic = %delivery.topic, attempt = delivery.attempt, %error, "handler failed, will retry");
-                metrics::handled(&delivery.topic, "retry", seconds);
-                if self
-                    .forward(message, &delivery, self.retry_record(&delivery, &headers, &error), shutdown)
-                    .await?
-                {
-                    metrics::retried(&delivery.topic);
+        // Logs and forwards run inside the span by `instrument`, never by an entered
+        // guard: a guard held across an await stays entered on the thread the task left,
+        // and tracing's registry then panics in whatever task runs there next.
+        async {
+            match outcome {
+                Ok(Applied::Now) => metrics::handled(&delivery.topic, "applied", seconds),
+                Ok(Applied::Before) => {
+                    tracing::debug!(topic = %delivery.topic, "duplicate event dropped");
+                    metrics::handled(&delivery.topic, "duplicate", seconds);
+                }
+                Err(failure @ HandlerError::Transient(_)) if delivery.attempt < self.retry.max_attempts => {
+                    let error = error_chain(&failure);
+                    tracing::warn!(topic = %delivery.topic, attempt = delivery.attempt, %error, "handler failed, will retry");
+                    metrics::handled(&delivery.topic, "retry", seconds);
+                    let forward = self.retry_record(&delivery, &headers, &error);
+                    if self.forward(message, &delivery, forward, shutdown).await? {
+                        metrics::retried(&delivery.topic);
+                    }
+                }
+                Err(failure) => {
+                    let error = error_chain(&failure);
+                    tracing::error!(topic = %delivery.topic, attempt = delivery.attempt, %error, "message sent to the dead-letter topic");
+                    metrics::handled(&delivery.topic, "dead_letter", seconds);
+                    let forward = self.dead_letter_record(&delivery, &headers, &error);
+                    if self.forward(message, &delivery, forward, shutdown).await? {
+                        metrics::dead_lettered(&delivery.topic);
+                    }
                 }
             }
-            Err(failure) => {
-                let error = error_chain(&failure);
-                tracing::error!(topic = %delivery.topic, attempt = delivery.attempt, %error, "message sent to the dead-letter topic");
-                metrics::handled(&delivery.topic, "dead_letter", seconds);
-                let forward = self.dead_letter_record(&delivery, &headers, &error);
-                if self.forward(message, &delivery, forward, shutdown).await? {
-                    metrics::dead_lettered(&delivery.topic);
-                }
-            }
+            Ok(())
         }
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     async fn apply(

@@ -3,9 +3,10 @@
 //! transactional outbox ([`outbox`]), the consumer runtime ([`consumer`]), dead-letter
 //! replay ([`dead_letter`]), tracing to Zipkin ([`telemetry`], [`http_trace`]), metrics
 //! ([`metrics`]), problem+json errors ([`problem`]), `/health`, `/ready` and `/metrics`
-//! ([`ops`]) and the process life cycle ([`app`]).
+//! ([`ops`]) and the process life cycle ([`app`], with its watched [`background`] tasks).
 
 pub mod app;
+pub mod background;
 pub mod config;
 pub mod consumer;
 pub mod db;

@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::background::BackgroundTasks;
 use crate::db::Db;
 use crate::kafka::KafkaProbe;
 
@@ -18,6 +19,8 @@ pub struct Dependencies {
     pub db: Option<Db>,
     /// The Kafka cluster, if the service talks to it.
     pub kafka: Option<KafkaProbe>,
+    /// Its outbox relay and consumer, if it runs them.
+    pub tasks: BackgroundTasks,
 }
 
 /// The routes `/health` and `/ready`.
@@ -90,8 +93,8 @@ impl Check {
 }
 
 #[utoipa::path(get, path = "/ready", tag = "operations", responses(
-    (status = 200, description = "Its database and Kafka answer", body = Readiness),
-    (status = 503, description = "Something it needs is down: the checks say what", body = Readiness)))]
+    (status = 200, description = "Its database and Kafka answer, its relay and consumer run", body = Readiness),
+    (status = 503, description = "Something it needs is down or a task of its own died: the checks say what", body = Readiness)))]
 async fn ready(State(dependencies): State<Dependencies>) -> Response {
     let database = async {
         match &dependencies.db {
@@ -106,8 +109,54 @@ async fn ready(State(dependencies): State<Dependencies>) -> Response {
         }
     };
     let (database, kafka) = tokio::join!(database, kafka);
-    let checks: Vec<Check> = database.into_iter().chain(kafka).collect();
+    let tasks = dependencies.tasks.states().into_iter().map(|task| match task.failure {
+        None => Check { name: task.name, status: Status::Up, error: None },
+        Some(reason) => Check { name: task.name, status: Status::Down, error: Some(reason) },
+    });
+    let checks: Vec<Check> = database.into_iter().chain(kafka).chain(tasks).collect();
     let status = if checks.iter().all(|c| c.status == Status::Up) { Status::Up } else { Status::Down };
     let code = if status == Status::Up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(Readiness { status, checks })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::background::TaskDied;
+
+    async fn ready_of(tasks: BackgroundTasks) -> (StatusCode, serde_json::Value) {
+        let response = router(Dependencies { tasks, ..Dependencies::default() })
+            .oneshot(Request::get("/ready").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn a_dead_task_turns_ready_503_naming_it_and_why() {
+        let tasks = BackgroundTasks::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let _relay = tasks.spawn("outbox-relay", &stop, std::future::pending::<Result<(), String>>());
+        let (status, ready) = ready_of(tasks.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ready["checks"], serde_json::json!([{"name": "outbox-relay", "status": "UP"}]));
+
+        tasks.record(TaskDied { task: "consumer", reason: "the worker of t[1] panicked: boom".to_owned() });
+        let (status, ready) = ready_of(tasks).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ready["status"], "DOWN");
+        assert_eq!(
+            ready["checks"],
+            serde_json::json!([
+                {"name": "outbox-relay", "status": "UP"},
+                {"name": "consumer", "status": "DOWN", "error": "the worker of t[1] panicked: boom"},
+            ])
+        );
+    }
 }

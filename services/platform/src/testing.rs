@@ -178,7 +178,7 @@ pub struct TestService {
     /// `http://127.0.0.1:<port>`.
     pub base_url: String,
     stop: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), crate::app::RunError>>>,
     /// The test's topic prefix: its topics are deleted when the service is dropped.
     topic_prefix: String,
 }

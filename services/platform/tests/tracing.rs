@@ -98,7 +98,7 @@ async fn one_trace_crosses_the_outbox_kafka_and_the_consumer() {
     eventually(Duration::from_secs(30), "the event applied", || async { effects(&db).await.len() == 1 })
         .await;
     stop.cancel();
-    running.await.expect("consumer");
+    running.await.expect("consumer").expect("no worker died");
 
     let trace = read_trace(&trace_id, 3).await;
     let named = |suffix: &str| {

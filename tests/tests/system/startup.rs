@@ -33,8 +33,12 @@ async fn every_service_is_healthy_and_ready_with_its_database_and_kafka() {
             .iter()
             .map(|c| (c["name"].as_str().expect("name"), c["status"].as_str().expect("status")))
             .collect();
-        let expected: &[(&str, &str)] =
-            if service.name == "gateway" { &[] } else { &[("database", "UP"), ("kafka", "UP")] };
+        // Every service with a database relays its outbox; all but user-service consume.
+        let expected: &[(&str, &str)] = match service.name {
+            "gateway" => &[],
+            "user-service" => &[("database", "UP"), ("kafka", "UP"), ("outbox-relay", "UP")],
+            _ => &[("database", "UP"), ("kafka", "UP"), ("outbox-relay", "UP"), ("consumer", "UP")],
+        };
         assert_eq!(checks, expected, "{}", service.name);
     }
 }

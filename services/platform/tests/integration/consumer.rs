@@ -131,7 +131,7 @@ async fn a_poison_message_goes_to_the_dlt_with_every_header_and_later_ones_are_p
     .await;
     let dlt = dead_letters_when(&topic, 1).await;
     stop.cancel();
-    running.await.expect("consumer");
+    running.await.expect("consumer").expect("no worker died");
 
     assert_eq!(dlt.len(), 1);
     let message = &dlt[0];
@@ -173,7 +173,7 @@ async fn a_message_without_an_event_id_or_of_an_unknown_type_is_dead_lettered_at
     }
     let dlt = dead_letters_when(&topic, 2).await;
     stop.cancel();
-    running.await.expect("consumer");
+    running.await.expect("consumer").expect("no worker died");
     let errors: Vec<String> = dlt.iter().map(|m| headers_of(m)["dlt_error"].clone()).collect();
     assert!(errors[0].contains("no ce_id header"), "{errors:?}");
     assert!(errors[1].contains("unknown event type order.created.v9"), "{errors:?}");
@@ -191,7 +191,7 @@ async fn a_flaky_handler_succeeds_on_its_third_attempt() {
     eventually(Duration::from_secs(30), "applied on attempt 3", || async { effects(&db).await == ["8@3"] })
         .await;
     stop.cancel();
-    running.await.expect("consumer");
+    running.await.expect("consumer").expect("no worker died");
     assert!(dead_letters(&topic).await.is_empty());
 
     // What /metrics shows about it.
@@ -241,6 +241,6 @@ async fn an_always_failing_handler_reaches_the_dlt_after_five_attempts_and_repla
     assert_eq!(replay(&kafka_config(), &dlt_topic, Selection::All).await.expect("replay all"), 1);
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.cancel();
-    running.await.expect("consumer");
+    running.await.expect("consumer").expect("no worker died");
     assert_eq!(effects(&db).await, ["9"]);
 }

@@ -5,5 +5,6 @@ mod consumer;
 mod database;
 mod kafka_roundtrip;
 mod outbox;
+mod supervision;
 mod support;
 mod zipkin_roundtrip;

@@ -94,7 +94,7 @@ async fn a_redelivered_event_has_one_effect() {
     // Give the duplicate every chance to be applied too.
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.cancel();
-    running.await.expect("consumer task");
+    running.await.expect("consumer task").expect("no worker died");
     assert_eq!(effects(&db).await, ["7"]);
 }
 
@@ -119,7 +119,7 @@ async fn a_thousand_events_of_one_key_arrive_in_order() {
         .await;
     stop.cancel();
     stop_relay.cancel();
-    running.await.expect("consumer task");
+    running.await.expect("consumer task").expect("no worker died");
     relaying.await.expect("relay task");
 
     let seen: Vec<u32> = effects(&db).await.iter().map(|q| q.parse().expect("number")).collect();
@@ -176,7 +176,7 @@ async fn two_instances_on_one_postgres_database_keep_order_and_send_each_event_o
     })
     .await;
     stop_consumer.cancel();
-    running.await.expect("consumer task");
+    running.await.expect("consumer task").expect("no worker died");
     stop.cancel();
     for relaying in relays {
         relaying.await.expect("relay task");

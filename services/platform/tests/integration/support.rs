@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use platform::config::RetryPolicy;
-use platform::consumer::{EventConsumer, Subscriptions};
+use platform::consumer::{EventConsumer, Subscriptions, WorkerDied};
 use platform::db::{Db, Migrations};
 use platform::outbox::{Relay, RelayConfig};
 use platform::testing::{TestDatabase, kafka_config, unique_name};
@@ -45,7 +45,7 @@ pub fn quick_retries() -> RetryPolicy {
 pub async fn consume(
     db: &Db,
     subscriptions: Subscriptions,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+) -> (CancellationToken, tokio::task::JoinHandle<Result<(), WorkerDied>>) {
     let consumer = EventConsumer::start(
         db.clone(),
         &kafka_config(),
