@@ -52,13 +52,15 @@ run_suite postgres "$@" || status=1
 
 # The seeds' production layout: 3 brokers, replication factor 3, min ISR 2. Started beside
 # the single broker on ports of its own, checked through the Kafka tests, then stopped.
+# `--workspace`, as the build above: `-p platform` alone unifies other features and
+# rebuilds every dependency.
 three_brokers() {
   local port=${KAFKA3_PORT:-19092}
   log "Kafka tests on a 3-broker cluster (127.0.0.1:$port, :$((port + 2)), :$((port + 4)))"
   KAFKA_BROKERS=3 KAFKA_PORT=$port stack/stack.sh start kafka || return 1
   local rc=0
   KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_BROKERS=3 KAFKA_PORT=$port stack/stack.sh bootstrap) KAFKA_REPLICATION_FACTOR=3 \
-    cargo test --locked -p platform --test integration kafka_roundtrip 2>&1 | tee -a "$results" || rc=1
+    cargo test --workspace --locked --test integration kafka_roundtrip 2>&1 | tee -a "$results" || rc=1
   KAFKA_BROKERS=3 KAFKA_PORT=$port stack/stack.sh stop kafka
   return $rc
 }

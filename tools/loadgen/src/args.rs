@@ -28,6 +28,9 @@ pub struct Args {
     pub settle: Duration,
     /// Users signed up before the run.
     pub users: usize,
+    /// How many of them have an address whose mail always fails (`+fail`), so that
+    /// their mails walk the retries into the dead-letter topic during the run.
+    pub undeliverable: usize,
     /// Ordinary products created before the run.
     pub products: usize,
     /// Print one JSON object as the last line.
@@ -37,13 +40,15 @@ pub struct Args {
 /// The help text.
 pub const USAGE: &str = "\
 usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--users N]
-               [--products N] [--settle S] [--kafka HOST:PORT] [--topic-prefix P] [--json]
+               [--undeliverable N] [--products N] [--settle S] [--kafka HOST:PORT]
+               [--topic-prefix P] [--json]
 
   --rate N          place N orders per second (open loop; default 100)
   --concurrency N   keep N orders in flight (closed loop: saturation)
   --duration S      seconds of placing orders (default 10)
   --base-url URL    where the API is (default http://127.0.0.1:8080, the gateway)
   --users N         users signed up first (default 50)
+  --undeliverable N of them, with an address whose mail always fails (default 0)
   --products N      products created first (default 20)
   --settle S        seconds to wait for the last orders to end (default 60)
   --kafka H:P       Kafka, to watch the saga's events (default $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)
@@ -61,6 +66,7 @@ impl Args {
             duration: Duration::from_secs(10),
             settle: Duration::from_secs(60),
             users: 50,
+            undeliverable: 0,
             products: 20,
             json: false,
         };
@@ -84,12 +90,19 @@ impl Args {
                 "--duration" => parsed.duration = Duration::from_secs_f64(number("--duration")?),
                 "--settle" => parsed.settle = Duration::from_secs_f64(number("--settle")?),
                 "--users" => parsed.users = number("--users")? as usize,
+                "--undeliverable" => {
+                    parsed.undeliverable =
+                        value.parse().map_err(|_| format!("--undeliverable: {value} is not a count"))?;
+                }
                 "--products" => parsed.products = number("--products")? as usize,
                 "--base-url" => parsed.base_url = value.trim_end_matches('/').to_owned(),
                 "--kafka" => parsed.kafka.clone_from(value),
                 "--topic-prefix" => parsed.topic_prefix.clone_from(value),
                 other => return Err(format!("unknown argument {other}\n{USAGE}")),
             }
+        }
+        if parsed.undeliverable > parsed.users {
+            return Err(format!("--undeliverable {} exceeds --users {}", parsed.undeliverable, parsed.users));
         }
         Ok(parsed)
     }
@@ -113,6 +126,16 @@ mod tests {
         assert_eq!(args.base_url, "http://h:1");
         assert!(args.json);
         assert_eq!(parse(&[]).expect("defaults").pace, Pace::Rate(100.0));
+    }
+
+    #[test]
+    fn undeliverable_users_are_some_of_the_users() {
+        assert_eq!(parse(&[]).expect("defaults").undeliverable, 0);
+        assert_eq!(parse(&["--users", "20", "--undeliverable", "4"]).expect("valid").undeliverable, 4);
+        assert!(
+            parse(&["--users", "2", "--undeliverable", "3"]).expect_err("too many").contains("--users 2")
+        );
+        assert!(parse(&["--undeliverable", "x"]).expect_err("not a count").contains("--undeliverable"));
     }
 
     #[test]

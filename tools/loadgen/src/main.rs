@@ -148,7 +148,14 @@ impl Tracker {
 }
 
 async fn set_up(api: &Api, args: &Args, run: &str) -> Result<World, String> {
-    let emails: Vec<String> = (0..args.users).map(|i| format!("loadgen-{run}-{i}@example.com")).collect();
+    // The first `undeliverable` users' mails fail every time (the `+fail` rule of the
+    // contract): their order mails keep retries and dead letters busy during the run.
+    let emails: Vec<String> = (0..args.users)
+        .map(|i| {
+            let fail = if i < args.undeliverable { "+fail" } else { "" };
+            format!("loadgen-{run}-{i}{fail}@example.com")
+        })
+        .collect();
     let users: Vec<Result<String, api::ApiError>> = futures::stream::iter(emails)
         .map(|email| {
             let api = api.clone();
