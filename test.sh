@@ -192,9 +192,10 @@ compose_config() {
       ((failed += 1))
     fi
   done
-  # shellcheck disable=SC2086
-  docker-compose -f docker-compose.yml -f docker-compose.3-brokers.yml config --services | grep -qx kafka-3 \
-    || { echo "the 3-broker file adds no kafka-3" >&2; ((failed += 1)); }
+  # Read whole, then searched: `config | grep -q` under pipefail failed whenever grep
+  # stopped reading before docker-compose had written every name (SIGPIPE).
+  services=$(docker-compose -f docker-compose.yml -f docker-compose.3-brokers.yml config --services) || services=
+  grep -qx kafka-3 <<<"$services" || { echo "the 3-broker file adds no kafka-3" >&2; ((failed += 1)); }
   echo "docker-compose.yml: $passed passed, $failed failed"
   ((failed == 0))
 }
