@@ -44,6 +44,9 @@ use crate::kafka::{KafkaSetupError, client_config, ensure_topics};
 use crate::outbox::{now_ms, producer, rfc3339_ms};
 use crate::{error_chain, metrics};
 
+/// The most messages of one partition applied in one transaction.
+const MAX_BATCH: usize = 128;
+
 /// Headers a message carries on a retry topic (they are replaced, not kept, on the next hop).
 pub mod retry_headers {
     /// The topic the message was first consumed from.
@@ -139,7 +142,8 @@ enum Applied {
 /// A handler with its event type erased, so one table can route every topic.
 #[async_trait]
 trait Route: Send + Sync {
-    async fn apply(&self, received: Received<'_>, db: &Db, group: &str) -> Result<Applied, HandlerError>;
+    /// Applies `received` through `tx` unless `group` applied it before; the caller commits.
+    async fn apply(&self, received: Received<'_>, tx: &mut Tx, group: &str) -> Result<Applied, HandlerError>;
 }
 
 /// A message as a route sees it.
@@ -156,18 +160,15 @@ struct Typed<E, H> {
 
 #[async_trait]
 impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
-    async fn apply(&self, received: Received<'_>, db: &Db, group: &str) -> Result<Applied, HandlerError> {
+    async fn apply(&self, received: Received<'_>, tx: &mut Tx, group: &str) -> Result<Applied, HandlerError> {
         let meta = event_meta(received.delivery, received.headers, E::TYPE)?;
         let payload = received.message.payload().ok_or_else(|| HandlerError::permanent("empty message"))?;
         let event: E = serde_json::from_slice(payload)
             .map_err(|e| HandlerError::permanent(format!("payload is not a valid {}: {e}", E::TYPE)))?;
-        let mut tx = db.begin_write().await?;
-        if !first_time(&mut tx, group, &meta.id.to_string()).await? {
-            tx.rollback().await?;
+        if !first_time(tx, group, &meta.id.to_string()).await? {
             return Ok(Applied::Before);
         }
-        self.handler.handle(event, &meta, &mut tx).await?;
-        tx.commit().await?;
+        self.handler.handle(event, &meta, tx).await?;
         Ok(Applied::Now)
     }
 }
@@ -248,7 +249,7 @@ struct DeadLetters<H> {
 
 #[async_trait]
 impl<H: DeadLetterHandler> Route for DeadLetters<H> {
-    async fn apply(&self, received: Received<'_>, db: &Db, group: &str) -> Result<Applied, HandlerError> {
+    async fn apply(&self, received: Received<'_>, tx: &mut Tx, group: &str) -> Result<Applied, HandlerError> {
         let Received { message, delivery, headers } = received;
         let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
         let letter = DeadLetter {
@@ -262,13 +263,10 @@ impl<H: DeadLetterHandler> Route for DeadLetters<H> {
         // Keyed by position, not by ce_id: the same event replayed and applied later must
         // not look processed already.
         let id = format!("dlt:{}:{}:{}", letter.topic, letter.partition, letter.offset);
-        let mut tx = db.begin_write().await?;
-        if !first_time(&mut tx, group, &id).await? {
-            tx.rollback().await?;
+        if !first_time(tx, group, &id).await? {
             return Ok(Applied::Before);
         }
-        self.handler.handle(letter, &mut tx).await?;
-        tx.commit().await?;
+        self.handler.handle(letter, tx).await?;
         Ok(Applied::Now)
     }
 }
@@ -498,19 +496,24 @@ impl EventConsumer {
         let inner = self.inner.clone();
         let stopping = stopping.clone();
         let worker = workers.spawn(async move {
-            while let Some(message) = messages.recv().await {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            // What is already fetched for the partition, up to MAX_BATCH: a batch never
+            // waits for messages to come, so a lone message goes at once.
+            while messages.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 if stopping.is_cancelled() {
                     break;
                 }
-                if inner.process(&message, &stopping).await.is_err() {
-                    break; // shut down mid-message: leave it (and its offset) for redelivery
+                if inner.process_batch(&batch, &stopping).await.is_err() {
+                    break; // shut down mid-batch: leave what is not stored for redelivery
                 }
-                if let Err(error) =
-                    consumer.store_offset(message.topic(), message.partition(), message.offset())
+                let last = batch.last().map(|m| (m.topic().to_owned(), m.partition(), m.offset()));
+                if let Some((topic, partition, offset)) = last
+                    && let Err(error) = consumer.store_offset(&topic, partition, offset)
                 {
                     // The partition was reassigned meanwhile; its new owner redelivers.
-                    tracing::debug!(%error, topic = message.topic(), "offset not stored");
+                    tracing::debug!(%error, topic, "offset not stored");
                 }
+                batch.clear();
             }
             // Told to stop, or the queue closed: wait for the loop to notice and end.
             stopping.cancelled().await;
@@ -632,18 +635,96 @@ impl Inner {
         .await
     }
 
+    /// Applies one message in a transaction of its own.
     async fn apply(
         &self,
         message: &OwnedMessage,
         delivery: &Delivery,
         headers: HashMap<String, String>,
     ) -> Result<Applied, HandlerError> {
-        let route = self
-            .routes
+        let route = self.route(delivery)?;
+        let mut tx = self.db.begin_write().await?;
+        let applied = route.apply(Received { message, delivery, headers }, &mut tx, &self.group).await?;
+        match applied {
+            Applied::Now => tx.commit().await?,
+            Applied::Before => tx.rollback().await?,
+        }
+        Ok(applied)
+    }
+
+    fn route(&self, delivery: &Delivery) -> Result<&Arc<dyn Route>, HandlerError> {
+        self.routes
             .routes
             .get(delivery.topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(&delivery.topic))
-            .ok_or_else(|| HandlerError::permanent(format!("no handler for topic {}", delivery.topic)))?;
-        route.apply(Received { message, delivery, headers }, &self.db, &self.group).await
+            .ok_or_else(|| HandlerError::permanent(format!("no handler for topic {}", delivery.topic)))
+    }
+
+    /// Applies `batch`, messages of one partition in offset order. Messages that are due
+    /// (all but those waiting out a retry backoff) go through ONE transaction: one commit,
+    /// one wake-up of the relay for all their events. If any of them fails, or the commit
+    /// does, that transaction rolls back and each message is applied on its own, so only
+    /// the failing one is retried or dead-lettered. `Err` only when shutdown interrupted.
+    async fn process_batch(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        if batch.len() > 1 {
+            let now = now_ms();
+            let prepared: Vec<(HashMap<String, String>, Delivery)> = batch
+                .iter()
+                .map(|message| {
+                    let headers = text_headers(message);
+                    let delivery = Delivery::of(message, &headers);
+                    (headers, delivery)
+                })
+                .collect();
+            let due =
+                prepared.iter().all(|(_, delivery)| delivery.not_before_ms.is_none_or(|due| due <= now));
+            let topic = batch[0].topic();
+            if due {
+                if self.apply_together(batch, prepared).await {
+                    metrics::batch_applied(topic, batch.len());
+                    return Ok(());
+                }
+                metrics::batch_fell_back(topic);
+            }
+        }
+        for message in batch {
+            self.process(message, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies every message of `batch` in one transaction; false (nothing applied) when
+    /// one of them or the commit failed.
+    async fn apply_together(
+        &self,
+        batch: &[OwnedMessage],
+        prepared: Vec<(HashMap<String, String>, Delivery)>,
+    ) -> bool {
+        let Ok(mut tx) = self.db.begin_write().await else { return false };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (message, (headers, delivery)) in batch.iter().zip(prepared) {
+            let span = consume_span(message, &delivery, &headers);
+            let started = Instant::now();
+            let Ok(route) = self.route(&delivery) else { return false };
+            let received = Received { message, delivery: &delivery, headers };
+            match route.apply(received, &mut tx, &self.group).instrument(span).await {
+                Ok(applied) => outcomes.push((delivery.topic, applied, started.elapsed().as_secs_f64())),
+                Err(_) => return false,
+            }
+        }
+        if tx.commit().await.is_err() {
+            return false;
+        }
+        for (topic, applied, seconds) in outcomes {
+            match applied {
+                Applied::Now => metrics::handled(&topic, "applied", seconds),
+                Applied::Before => metrics::handled(&topic, "duplicate", seconds),
+            }
+        }
+        true
     }
 
     /// The message for the retry topic of this attempt: due after the backoff.

@@ -161,7 +161,7 @@ impl Db {
         };
         Ok(Tx {
             inner,
-            outbox_rows: 0,
+            outbox: Vec::new(),
             outbox_written: self.outbox_written.clone(),
             backend: self.backend,
             _writer: writer,
@@ -194,7 +194,8 @@ pub struct Tx {
     // Dropped before the writer's turn below: the rollback is queued before the next
     // writer starts.
     inner: Transaction<'static, sqlx::Any>,
-    pub(crate) outbox_rows: usize,
+    /// Events published so far, written to the outbox at commit.
+    pub(crate) outbox: Vec<crate::outbox::OutboxRow>,
     outbox_written: Arc<Notify>,
     backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
@@ -216,9 +217,13 @@ impl Tx {
         &mut self.inner
     }
 
-    /// Commits; then, if it wrote events, tells the relay.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        let wrote_events = self.outbox_rows > 0;
+    /// Writes the events it published to the outbox and commits; then, if there were
+    /// any, tells the relay.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let wrote_events = !self.outbox.is_empty();
+        if wrote_events {
+            crate::outbox::insert_rows(&mut self.inner, &self.outbox).await?;
+        }
         self.inner.commit().await?;
         if wrote_events {
             self.outbox_written.notify_one();

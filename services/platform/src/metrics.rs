@@ -1,15 +1,24 @@
 //! Prometheus metrics: what `/metrics` shows, and the one place their names are spelled.
 //!
+//! The process: `process_cpu_seconds_total` (user and system CPU time, the standard
+//! name; read at scrape time, on Linux), from which the load generator works out CPU
+//! time per saga.
+//!
 //! The outbox: `outbox_backlog` (pending rows, read at scrape), `outbox_published_total`,
 //! `outbox_publish_latency_seconds` (commit to Kafka's acknowledgement). Consumers:
 //! `consumer_lag` (per topic and partition, from librdkafka's statistics),
 //! `handler_duration_seconds` and `events_handled_total` (per topic and outcome),
-//! `consumer_retries_total`, `consumer_dead_lettered_total`.
+//! `consumer_retries_total`, `consumer_dead_lettered_total`, `consumer_batch_size`
+//! (messages applied in one transaction) and `consumer_batch_fallbacks_total` (batches
+//! rolled back and applied one by one because a message failed).
 
 use std::sync::OnceLock;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets for batch sizes, up to the consumer's largest batch.
+const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// Buckets for latencies, in seconds: from half a millisecond to ten seconds.
 const LATENCY_BUCKETS: [f64; 14] =
@@ -24,6 +33,8 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("consumer_batch_size".to_owned()), &BATCH_BUCKETS)
                 .ok()?
                 .install_recorder()
                 .ok()
@@ -56,6 +67,16 @@ pub fn handled(topic: &str, outcome: &'static str, seconds: f64) {
     counter!("events_handled_total", "topic" => topic.to_owned(), "outcome" => outcome).increment(1);
 }
 
+/// `n` messages of `topic` were applied in one transaction.
+pub fn batch_applied(topic: &str, n: usize) {
+    histogram!("consumer_batch_size", "topic" => topic.to_owned()).record(n as f64);
+}
+
+/// A batch of `topic` was rolled back, to be applied one message at a time.
+pub fn batch_fell_back(topic: &str) {
+    counter!("consumer_batch_fallbacks_total", "topic" => topic.to_owned()).increment(1);
+}
+
 /// A message of `topic` was sent to a retry topic.
 pub fn retried(topic: &str) {
     counter!("consumer_retries_total", "topic" => topic.to_owned()).increment(1);
@@ -74,4 +95,49 @@ pub fn consumer_lag(topic: &str, partition: i32, lag: i64) {
 /// The `outbox_backlog` gauge line, written at scrape time from the database.
 pub fn backlog_line(pending: i64) -> String {
     format!("# TYPE outbox_backlog gauge\noutbox_backlog {pending}\n")
+}
+
+/// The `process_cpu_seconds_total` lines, read now from `/proc/self/stat`; empty where
+/// there is no such file.
+pub fn process_cpu_lines() -> String {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| cpu_seconds(&stat))
+        .map(|seconds| {
+            format!("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {seconds}\n")
+        })
+        .unwrap_or_default()
+}
+
+/// User plus system time from a `/proc/<pid>/stat` line, in seconds. The fields are
+/// counted after the command name, which is in parentheses and may hold spaces; times
+/// are in USER_HZ ticks, 100 a second in Linux's user-space ABI.
+pub fn cpu_seconds(stat: &str) -> Option<f64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name: state is field 3 of the line, utime 14, stime 15.
+    let ticks = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
+    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_user_plus_system_ticks_even_with_a_space_in_the_name() {
+        let stat = "4242 (order service) S 1 4242 4242 0 -1 4194560 2711 0 0 0 1234 566 0 0 20 0 9 0 \
+                    12345 1 2 3";
+        assert_eq!(cpu_seconds(stat), Some(18.0));
+        assert_eq!(cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_reports_its_cpu_time() {
+        let lines = process_cpu_lines();
+        assert!(
+            lines.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "),
+            "{lines}"
+        );
+    }
 }

@@ -59,27 +59,74 @@ impl Tx {
     }
 
     /// [`Tx::publish`] onto another topic than the event's own (tests use fresh topics).
+    /// The row is written with the transaction's other events at commit, in one statement.
     pub async fn publish_to<E: Event>(&mut self, topic: &str, event: &E) -> Result<Uuid, sqlx::Error> {
         let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let event_id = Uuid::new_v4();
-        let trace = current_trace_context();
-        sqlx::query(
-            "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, traceparent, tracestate, \
-             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(event_id.to_string())
-        .bind(topic)
-        .bind(event.key())
-        .bind(E::TYPE)
-        .bind(payload)
-        .bind(trace.get(headers::TRACEPARENT).cloned())
-        .bind(trace.get(headers::TRACESTATE).cloned())
-        .bind(now_ms())
-        .execute(self.conn())
-        .await?;
-        self.outbox_rows += 1;
+        let mut trace = current_trace_context();
+        self.outbox.push(OutboxRow {
+            event_id: event_id.to_string(),
+            topic: topic.to_owned(),
+            key: event.key(),
+            event_type: E::TYPE,
+            payload,
+            traceparent: trace.remove(headers::TRACEPARENT),
+            tracestate: trace.remove(headers::TRACESTATE),
+            created_at_ms: now_ms(),
+        });
         Ok(event_id)
     }
+}
+
+/// An event published in a transaction, written to the outbox when it commits.
+#[derive(Debug)]
+pub(crate) struct OutboxRow {
+    event_id: String,
+    topic: String,
+    key: String,
+    event_type: &'static str,
+    payload: String,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    created_at_ms: i64,
+}
+
+/// Rows per INSERT: 8 parameters each, well under SQLite's limit of 32,766 per statement.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Writes `rows` to the outbox, in their order, with as few statements as the limit allows.
+pub(crate) async fn insert_rows(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[OutboxRow],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let first = row * 8 + 1;
+                let params: Vec<String> = (first..first + 8).map(|n| format!("${n}")).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, traceparent, tracestate, \
+             created_at_ms) VALUES {}",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            insert = insert
+                .bind(row.event_id.as_str())
+                .bind(row.topic.as_str())
+                .bind(row.key.as_str())
+                .bind(row.event_type)
+                .bind(row.payload.as_str())
+                .bind(row.traceparent.as_deref())
+                .bind(row.tracestate.as_deref())
+                .bind(row.created_at_ms);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// W3C trace context of the current span (empty when nothing is traced).

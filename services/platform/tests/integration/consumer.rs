@@ -244,3 +244,78 @@ async fn an_always_failing_handler_reaches_the_dlt_after_five_attempts_and_repla
     running.await.expect("consumer").expect("no worker died");
     assert_eq!(effects(&db).await, ["9"]);
 }
+
+/// Fails for good on quantity 13; records every other quantity.
+struct RefusesThirteen;
+
+#[async_trait::async_trait]
+impl Handler<OrderCreated> for RefusesThirteen {
+    async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
+            .bind(next_effect_id())
+            .bind(event.items[0].quantity.to_string())
+            .execute(tx.conn())
+            .await?;
+        if event.items[0].quantity == 13 {
+            return Err(HandlerError::permanent("13 is refused"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_a_failing_message_commits_the_others_once_and_dead_letters_only_that_one() {
+    platform::metrics::install();
+    let (_database, db) = database().await;
+    let topic = topic("it.consumer.batch").await;
+    // All on one key, so one partition, and all there before the consumer starts: the
+    // worker finds them fetched together and applies them in batches.
+    for quantity in 1..=60 {
+        produce(&topic, "k", &order_json(quantity), Uuid::new_v4()).await;
+    }
+    let (stop, running) =
+        consume(&db, Subscriptions::new().on_topic::<OrderCreated>(&topic, RefusesThirteen)).await;
+    let expected: Vec<String> = (1..=60).filter(|q| *q != 13).map(|q| q.to_string()).collect();
+    eventually(Duration::from_secs(30), "59 applied", || async { effects(&db).await.len() >= 59 }).await;
+    let dlt = dead_letters_when(&topic, 1).await;
+    stop.cancel();
+    running.await.expect("consumer").expect("no worker died");
+
+    assert_eq!(
+        effects(&db).await,
+        expected,
+        "every other message once, in offset order; 13's write rolled back"
+    );
+    assert_eq!(dlt.len(), 1);
+    assert_eq!(headers_of(&dlt[0])["dlt_error"], "permanent failure: 13 is refused");
+    assert!(metric(&topic, "consumer_batch_fallbacks_total") >= 1.0, "the batch holding 13 fell back");
+}
+
+/// The value of `name` for `topic` on /metrics (0 when absent).
+fn metric(topic: &str, name: &str) -> f64 {
+    platform::metrics::render("")
+        .lines()
+        .find(|l| l.starts_with(name) && l.contains(&format!("topic=\"{topic}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn messages_fetched_together_are_applied_in_one_transaction_once_each_in_order() {
+    platform::metrics::install();
+    let (_database, db) = database().await;
+    let topic = topic("it.consumer.together").await;
+    for quantity in 1..=50 {
+        produce(&topic, "k", &order_json(quantity), Uuid::new_v4()).await;
+    }
+    let (stop, running) =
+        consume(&db, Subscriptions::new().on_topic::<OrderCreated>(&topic, Flaky { succeeds_on: 1 })).await;
+    let expected: Vec<String> = (1..=50).map(|q| format!("{q}@1")).collect();
+    eventually(Duration::from_secs(30), "50 applied", || async { effects(&db).await.len() >= 50 }).await;
+    stop.cancel();
+    running.await.expect("consumer").expect("no worker died");
+    assert_eq!(effects(&db).await, expected);
+    assert!(metric(&topic, "consumer_batch_size_count") >= 1.0, "some messages shared a transaction");
+    assert_eq!(metric(&topic, "consumer_batch_fallbacks_total"), 0.0);
+}
