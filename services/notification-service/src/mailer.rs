@@ -28,13 +28,14 @@ pub fn send_email(to: &str, attempt: u32) -> Result<(), SendError> {
     if local.ends_with("+flaky") && attempt < 3 {
         return Err(SendError::Unavailable { to: to.to_owned(), attempt });
     }
-    tracing::info!(to, attempt, "e-mail sent (simulated)");
+    // One per message: at debug, so the default log says what happened, not every mail.
+    tracing::debug!(to, attempt, "e-mail sent (simulated)");
     Ok(())
 }
 
 /// "Sends" an SMS; the simulated SMS gateway always accepts.
 pub fn send_sms(to: &str, attempt: u32) -> Result<(), SendError> {
-    tracing::info!(to, attempt, "SMS sent (simulated)");
+    tracing::debug!(to, attempt, "SMS sent (simulated)");
     Ok(())
 }
 

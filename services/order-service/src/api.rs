@@ -137,7 +137,8 @@ async fn create(mut tx: Tx, order: NewOrder) -> Result<(Tx, StoredResponse), Pro
         .await
         .map_err(internal)?
         .ok_or_else(|| internal(sqlx::Error::RowNotFound))?;
-    tracing::info!(order_id = %id, "order placed");
+    // One per order: at debug, like every per-message line (RUST_LOG=order_service=debug).
+    tracing::debug!(order_id = %id, "order placed");
     let response = StoredResponse::json(
         StatusCode::ACCEPTED,
         &OrderView::from(created),

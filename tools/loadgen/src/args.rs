@@ -35,13 +35,15 @@ pub struct Args {
     pub products: usize,
     /// Print one JSON object as the last line.
     pub json: bool,
+    /// The Kafka broker's process, for its CPU time (default: the local stack's broker).
+    pub broker_pid: Option<u32>,
 }
 
 /// The help text.
 pub const USAGE: &str = "\
 usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--users N]
                [--undeliverable N] [--products N] [--settle S] [--kafka HOST:PORT]
-               [--topic-prefix P] [--json]
+               [--topic-prefix P] [--broker-pid PID] [--json]
 
   --rate N          place N orders per second (open loop; default 100)
   --concurrency N   keep N orders in flight (closed loop: saturation)
@@ -53,7 +55,12 @@ usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--u
   --settle S        seconds to wait for the last orders to end (default 60)
   --kafka H:P       Kafka, to watch the saga's events (default $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)
   --topic-prefix P  topic prefix of the system (default $KAFKA_TOPIC_PREFIX or none)
-  --json            end with one JSON object on a line of its own";
+  --broker-pid PID  the broker's process, for its CPU time per saga (default: the one
+                    in .stack/kafka/1x9092/node-1/pid, if there)
+  --json            end with one JSON object on a line of its own
+
+CPU time per saga is read from each service's process_cpu_seconds_total (gateway on the
+base URL's port, the five services on the five ports after it) before and after the run.";
 
 impl Args {
     /// Parses `args` (without the program name), with defaults from `env`.
@@ -69,6 +76,7 @@ impl Args {
             undeliverable: 0,
             products: 20,
             json: false,
+            broker_pid: None,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -98,6 +106,11 @@ impl Args {
                 "--base-url" => parsed.base_url = value.trim_end_matches('/').to_owned(),
                 "--kafka" => parsed.kafka.clone_from(value),
                 "--topic-prefix" => parsed.topic_prefix.clone_from(value),
+                "--broker-pid" => {
+                    parsed.broker_pid = Some(
+                        value.parse().map_err(|_| format!("--broker-pid: {value} is not a process id"))?,
+                    );
+                }
                 other => return Err(format!("unknown argument {other}\n{USAGE}")),
             }
         }

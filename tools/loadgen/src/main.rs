@@ -5,6 +5,7 @@
 
 mod api;
 mod args;
+mod cpu;
 mod mix;
 mod observer;
 mod report;
@@ -270,6 +271,8 @@ async fn run(args: Args) -> Result<Outcome, String> {
         post: std::sync::Mutex::new(report::histogram()),
         placed: placed_tx,
     });
+    let cpu = cpu::Probe::new(&args.base_url, args.broker_pid.or_else(local_broker_pid));
+    let cpu_before = cpu.read().await;
     eprintln!("loadgen: {:?} for {:?}", args.pace, args.duration);
     let first = Instant::now();
     let driving = tokio::spawn(drive(Arc::clone(&placer), args.pace, args.duration, args.settle));
@@ -307,7 +310,8 @@ async fn run(args: Args) -> Result<Outcome, String> {
     }
     let post = placer.post.lock().map(|h| h.clone()).unwrap_or_else(|_| report::histogram());
     let rejected = placer.rejected.load(Ordering::Relaxed);
-    outcome(tracker, &api, post, rejected, first).await
+    let cpu_after = cpu.read().await;
+    outcome(tracker, &api, post, rejected, first, (cpu_before, cpu_after)).await
 }
 
 /// Tallies the flights; an order whose end was not seen on Kafka is asked for by HTTP
@@ -318,6 +322,7 @@ async fn outcome(
     post: Histogram<u64>,
     rejected: u64,
     first: Instant,
+    (cpu_before, cpu_after): (cpu::Reading, cpu::Reading),
 ) -> Result<Outcome, String> {
     let mut hops: BTreeMap<&'static str, Histogram<u64>> = BTreeMap::new();
     let (mut confirmed, mut lost) = (0, 0);
@@ -349,6 +354,7 @@ async fn outcome(
     let span = tracker.last_end.map_or(Duration::ZERO, |last| last.duration_since(first));
     let ended = tracker.end_to_end.len();
     let completed_per_s = if span.is_zero() { 0.0 } else { ended as f64 / span.as_secs_f64() };
+    let cpu_ms_per_saga = cpu::per_saga(&cpu_before, &cpu_after, ended as usize);
     Ok(Outcome {
         orders: tracker.flights.len() as u64,
         rejected,
@@ -359,7 +365,13 @@ async fn outcome(
         end_to_end: tracker.end_to_end,
         post,
         hops,
+        cpu_ms_per_saga,
     })
+}
+
+/// The broker of the local stack (`stack/stack.sh`), when it runs from this directory.
+fn local_broker_pid() -> Option<u32> {
+    std::fs::read_to_string(".stack/kafka/1x9092/node-1/pid").ok()?.trim().parse().ok()
 }
 
 #[allow(clippy::print_stdout)]

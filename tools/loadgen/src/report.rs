@@ -43,6 +43,8 @@ pub struct Outcome {
     pub post: Histogram<u64>,
     /// From one event's time to the next event's, per hop.
     pub hops: BTreeMap<&'static str, Histogram<u64>>,
+    /// Milliseconds of CPU per ended saga, per process and in `total`.
+    pub cpu_ms_per_saga: BTreeMap<String, f64>,
 }
 
 impl Outcome {
@@ -66,6 +68,8 @@ impl Outcome {
             "per hop, ms (ce_time of one event → ce_time of the next):".to_owned(),
         ];
         out.extend(self.hops.iter().map(|(name, h)| line(name, h)));
+        out.push("CPU per saga, ms:".to_owned());
+        out.extend(self.cpu_ms_per_saga.iter().map(|(name, ms)| format!("  {name:<44} {ms:>8.3}")));
         out.join("\n")
     }
 
@@ -95,6 +99,7 @@ impl Outcome {
             "lost": self.lost,
             "post_p50_ms": post_p50, "post_p90_ms": post_p90, "post_p99_ms": post_p99, "post_max_ms": post_max,
             "hops": hops,
+            "cpu_ms_per_saga": self.cpu_ms_per_saga,
         })
     }
 }
