@@ -3,6 +3,10 @@
 # Zipkin from Maven Central's jars, every service on its own SQLite file under ./data/
 # (or on PostgreSQL with --postgres). Ctrl-C stops everything it started, services first.
 #
+# It supervises the services: one that dies (kill -9 it and see) is started again at
+# once, with a line saying so and how often; one that keeps dying right after it starts
+# (three times in a row within 15 s of starting) stops the system, with the reason.
+#
 #   ./run.sh [--postgres] [--release]
 #
 # Service logs are printed here, each line prefixed with the service's name.
@@ -16,7 +20,7 @@ for arg in "$@"; do
   case $arg in
     --postgres) postgres=true ;;
     --release) profile=release; cargo_profile=(--release) ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $arg (see ./run.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,13 +62,19 @@ stack/stack.sh start "${components[@]}"
 bootstrap=$(stack/stack.sh bootstrap)
 
 mkdir -p data
-for s in "${services[@]}"; do
-  db=${s//-/_}
+declare -A started_at=() restarts=() quick_deaths=()
+start_service() {
+  local s=$1 db=${1//-/_} url
   if $postgres; then url="postgres://postgres@127.0.0.1:${PG_PORT:-5432}/$db"; else url="sqlite://data/$s.db?mode=rwc"; fi
   # The gateway owns no database; DATABASE_URL is simply not read there.
   DATABASE_URL=$url KAFKA_BOOTSTRAP_SERVERS=$bootstrap HTTP_ADDR=127.0.0.1:${port[$s]} \
     "$target/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
   pid[$s]=$!
+  started_at[$s]=$SECONDS
+}
+for s in "${services[@]}"; do
+  start_service "$s"
+  restarts[$s]=0 quick_deaths[$s]=0
 done
 
 healthy() { curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1; }
@@ -92,11 +102,33 @@ cat >&2 <<EOF
 
 EOF
 
-# Any service that dies takes the system down with it, loudly: half a saga is no demo.
-wait -n "${pid[@]}" && code=0 || code=$?
-if ! $stopping; then
+# A service that dies is started again at once: what it had not finished is redelivered
+# to the new process (Kafka offsets, the outbox), which is what this system is built for.
+# Three quick deaths in a row mean it cannot run: stop, rather than restart forever.
+QUICK_DEATH_S=15 QUICK_DEATHS_MAX=3
+describe_exit() {
+  local code=$1
+  if ((code > 128)); then echo "killed by SIG$(kill -l $((code - 128)) 2>/dev/null || echo $((code - 128)))"; else echo "exit code $code"; fi
+}
+service_of() {
+  local s
   for s in "${!pid[@]}"; do
-    kill -0 "${pid[$s]}" 2>/dev/null || log "$s exited (code $code): stopping the system"
+    if [[ ${pid[$s]} == "$1" ]]; then echo "$s"; return; fi
   done
-  exit 1
-fi
+}
+while true; do
+  ended= code=0
+  wait -n -p ended "${pid[@]}" || code=$?
+  $stopping && break
+  s=$(service_of "$ended")
+  [[ -n $s ]] || { sleep 0.2; continue; }
+  lived=$((SECONDS - started_at[$s]))
+  if ((lived < QUICK_DEATH_S)); then quick_deaths[$s]=$((quick_deaths[$s] + 1)); else quick_deaths[$s]=0; fi
+  if ((quick_deaths[$s] >= QUICK_DEATHS_MAX)); then
+    log "!!! $s died $QUICK_DEATHS_MAX times within ${QUICK_DEATH_S} s of starting (last: $(describe_exit "$code")): it cannot run, stopping the system (its log is above)"
+    exit 1
+  fi
+  restarts[$s]=$((restarts[$s] + 1))
+  log "!!! $s died ($(describe_exit "$code")) after ${lived} s: starting it again (restart #${restarts[$s]})"
+  start_service "$s"
+done

@@ -6,7 +6,8 @@
 #   4. runs it again from the same build with PostgreSQL databases (TEST_DATABASE=postgres),
 #   5. runs ./run.sh as a user would, checks every service answers, runs
 #      http-tests/api-test.http against it with httpyac (npm), checks each service's
-#      OpenAPI document with openapi-spec-validator (PyPI), and stops it with Ctrl-C,
+#      OpenAPI document with openapi-spec-validator (PyPI), kill -9s order-service and
+#      waits for run.sh to start it again, and stops it all with Ctrl-C,
 #   6. runs tools/chaos.sh: services and the broker SIGKILLed under load, then every
 #      invariant checked (on SQLite, then on PostgreSQL: about 4 minutes),
 #   7. validates docker-compose.yml with Debian's docker-compose (no Docker engine here).
@@ -117,6 +118,23 @@ openapi_documents() {
   ((failed == 0))
 }
 
+# kill -9 of a service under run.sh: it is started again at once, says so, and answers.
+killed_service_comes_back() {
+  local out=$1 victim deadline
+  victim=$(ss -ltnpH 'sport = :8082' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+  [[ -n $victim ]] || { echo "no process listens on :8082" >&2; return 1; }
+  kill -KILL "$victim"
+  deadline=$((SECONDS + 60))
+  until grep -q 'order-service died (killed by SIGKILL) after [0-9]* s: starting it again (restart #1)' "$out" \
+    && curl -sf http://127.0.0.1:8082/ready >/dev/null; do
+    if ((SECONDS > deadline)); then
+      echo "order-service was not started again within 60 s of kill -9" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
 smoke_run_sh() {
   log "./run.sh as users run it: every service answers /health, Ctrl-C stops everything"
   local out ok=0 failed=0 port deadline pgid
@@ -144,6 +162,7 @@ smoke_run_sh() {
   done
   api_test || ((failed += 1))
   openapi_documents || ((failed += 1))
+  if killed_service_comes_back "$out"; then ((ok += 1)); else ((failed += 1)); fi
   kill -INT -- "-$pgid"
   wait "$pgid" 2>/dev/null || true
   for port in 8080 8081 8082 8083 8084 8085; do
