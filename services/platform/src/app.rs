@@ -300,7 +300,7 @@ pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCo
         }
     };
     // Before the runtime exists: see the telemetry module on why.
-    let telemetry = match telemetry::init(name, config.zipkin_endpoint.as_deref()) {
+    let telemetry = match telemetry::init(name, config.zipkin_endpoint.as_deref(), config.trace_sampler) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("{name}: {error}");

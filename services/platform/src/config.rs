@@ -19,6 +19,8 @@ pub struct ServiceConfig {
     pub kafka: KafkaConfig,
     /// Where spans go (`ZIPKIN_ENDPOINT`); `None` when set to the empty string.
     pub zipkin_endpoint: Option<String>,
+    /// Which traces are recorded (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+    pub trace_sampler: TraceSampler,
     /// How a handler failure that may pass is retried before the dead-letter topic.
     pub retry: RetryPolicy,
 }
@@ -54,6 +56,59 @@ impl KafkaConfig {
     /// The contract's name of cluster topic `topic`.
     pub fn contract_name<'a>(&self, topic: &'a str) -> &'a str {
         topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(topic)
+    }
+}
+
+/// Which traces are recorded, by the standard OpenTelemetry variables: `OTEL_TRACES_SAMPLER`
+/// (`parentbased_traceidratio` by default, or `parentbased_always_on`,
+/// `parentbased_always_off`, `traceidratio`, `always_on`, `always_off`) and, for the ratio
+/// samplers, `OTEL_TRACES_SAMPLER_ARG` (0 to 1, default 1: every order traced).
+///
+/// The parent-based samplers follow the sampled flag of the caller's `traceparent` (HTTP
+/// or Kafka header), so one order is traced whole or not at all: the ratio decides once,
+/// where its trace starts (the gateway), and every hop after it follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TraceSampler {
+    /// Every span, whatever its parent says.
+    AlwaysOn,
+    /// No span.
+    AlwaysOff,
+    /// This share of traces by trace id, whatever its parent says.
+    Ratio(f64),
+    /// As the parent says; traces started here always.
+    ParentBasedAlwaysOn,
+    /// As the parent says; traces started here never.
+    ParentBasedAlwaysOff,
+    /// As the parent says; traces started here at this ratio.
+    ParentBasedRatio(f64),
+}
+
+impl TraceSampler {
+    /// From the two variables' values (`None` when unset).
+    pub fn parse(sampler: Option<&str>, arg: Option<&str>) -> Result<Self, (&'static str, String, String)> {
+        let ratio = || match arg {
+            None => Ok(1.0),
+            Some(value) => {
+                value.trim().parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(|| {
+                    ("OTEL_TRACES_SAMPLER_ARG", value.to_owned(), "expected a ratio from 0 to 1".to_owned())
+                })
+            }
+        };
+        match sampler.map(str::trim) {
+            None | Some("parentbased_traceidratio") => Ok(Self::ParentBasedRatio(ratio()?)),
+            Some("parentbased_always_on") => Ok(Self::ParentBasedAlwaysOn),
+            Some("parentbased_always_off") => Ok(Self::ParentBasedAlwaysOff),
+            Some("traceidratio") => Ok(Self::Ratio(ratio()?)),
+            Some("always_on") => Ok(Self::AlwaysOn),
+            Some("always_off") => Ok(Self::AlwaysOff),
+            Some(other) => Err((
+                "OTEL_TRACES_SAMPLER",
+                other.to_owned(),
+                "expected parentbased_traceidratio, parentbased_always_on, parentbased_always_off, \
+                 traceidratio, always_on or always_off"
+                    .to_owned(),
+            )),
+        }
     }
 }
 
@@ -163,6 +218,11 @@ impl ServiceConfig {
                 _ => Err("expected an http(s):// URL, or empty to disable tracing export".to_owned()),
             },
         )?;
+        let trace_sampler = TraceSampler::parse(
+            lookup("OTEL_TRACES_SAMPLER").as_deref(),
+            lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+        )
+        .map_err(|(variable, value, reason)| ConfigError { variable, value, reason })?;
         let default_retry = RetryPolicy::default();
         let retry = RetryPolicy {
             max_attempts: vars.parse(
@@ -198,6 +258,7 @@ impl ServiceConfig {
             database_url,
             kafka: KafkaConfig { bootstrap_servers, topic_partitions, replication_factor, topic_prefix },
             zipkin_endpoint,
+            trace_sampler,
             retry,
         })
     }
@@ -249,6 +310,25 @@ mod tests {
         let vars: HashMap<String, String> =
             vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         ServiceConfig::from_lookup(ORDER, |name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn trace_sampling_is_parent_based_every_trace_by_default_and_a_bad_value_is_named() {
+        assert_eq!(config(&[]).expect("defaults").trace_sampler, TraceSampler::ParentBasedRatio(1.0));
+        assert_eq!(
+            config(&[("OTEL_TRACES_SAMPLER_ARG", "0.01")]).expect("valid").trace_sampler,
+            TraceSampler::ParentBasedRatio(0.01)
+        );
+        assert_eq!(
+            config(&[("OTEL_TRACES_SAMPLER", "always_off")]).expect("valid").trace_sampler,
+            TraceSampler::AlwaysOff
+        );
+        let error = config(&[("OTEL_TRACES_SAMPLER_ARG", "1.5")]).expect_err("out of range");
+        assert_eq!(error.variable, "OTEL_TRACES_SAMPLER_ARG");
+        assert_eq!(
+            config(&[("OTEL_TRACES_SAMPLER", "sometimes")]).expect_err("unknown").variable,
+            "OTEL_TRACES_SAMPLER"
+        );
     }
 
     #[test]

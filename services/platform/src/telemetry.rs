@@ -21,11 +21,13 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_zipkin::ZipkinExporter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::TraceSampler;
 
 /// What `RUST_LOG` defaults to: our own info, the chatty libraries' warnings.
 const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,rdkafka=warn,tower_http=info,opentelemetry=warn";
@@ -71,7 +73,11 @@ impl Telemetry {
 /// spans with W3C trace ids, exported to Zipkin as `service_name` when `zipkin_endpoint`
 /// is set (without it, ids still flow through headers; nothing is exported). W3C trace
 /// context becomes the global propagator.
-pub fn init(service_name: &'static str, zipkin_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
+pub fn init(
+    service_name: &'static str,
+    zipkin_endpoint: Option<&str>,
+    sampler: TraceSampler,
+) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let fmt = tracing_subscriber::fmt::layer()
@@ -79,8 +85,9 @@ pub fn init(service_name: &'static str, zipkin_endpoint: Option<&str>) -> Result
         // Colours only for a person at a terminal, not in log files or pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let provider = match zipkin_endpoint {
-        Some(endpoint) => zipkin_tracer_provider(service_name, endpoint)?,
+        Some(endpoint) => zipkin_tracer_provider(service_name, endpoint, sampler)?,
         None => SdkTracerProvider::builder()
+            .with_sampler(sdk_sampler(sampler))
             .with_resource(Resource::builder().with_service_name(service_name).build())
             .build(),
     };
@@ -100,6 +107,7 @@ pub fn init(service_name: &'static str, zipkin_endpoint: Option<&str>) -> Result
 pub fn zipkin_tracer_provider(
     service_name: &'static str,
     endpoint: &str,
+    sampler: TraceSampler,
 ) -> Result<SdkTracerProvider, TelemetryError> {
     let endpoint = endpoint.to_owned();
     // Trap 1: the builder makes (and drops) blocking reqwest clients, which panics on a
@@ -111,12 +119,27 @@ pub fn zipkin_tracer_provider(
             .build()
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
         Ok(SdkTracerProvider::builder()
+            .with_sampler(sdk_sampler(sampler))
             .with_batch_exporter(exporter)
             .with_resource(Resource::builder().with_service_name(service_name).build())
             .build())
     })
     .join()
     .unwrap_or_else(|_| Err(TelemetryError::Exporter("exporter set-up thread panicked".to_owned())))
+}
+
+/// The SDK's sampler for `sampler`.
+fn sdk_sampler(sampler: TraceSampler) -> Sampler {
+    match sampler {
+        TraceSampler::AlwaysOn => Sampler::AlwaysOn,
+        TraceSampler::AlwaysOff => Sampler::AlwaysOff,
+        TraceSampler::Ratio(ratio) => Sampler::TraceIdRatioBased(ratio),
+        TraceSampler::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        TraceSampler::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        TraceSampler::ParentBasedRatio(ratio) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+    }
 }
 
 /// The exporter's HTTP client: a blocking reqwest client that fills in each span's

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::future::join_all;
+use platform::config::TraceSampler;
 use platform::consumer::{EventMeta, Handler, HandlerError, Subscriptions};
 use platform::db::{Db, Tx};
 use platform::dead_letter::read_all;
@@ -33,7 +34,10 @@ const FAILS: u32 = 13;
 
 fn telemetry() -> &'static Telemetry {
     static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
-    TELEMETRY.get_or_init(|| telemetry::init("failing-messages-test", None).expect("telemetry"))
+    TELEMETRY.get_or_init(|| {
+        telemetry::init("failing-messages-test", None, TraceSampler::ParentBasedRatio(1.0))
+            .expect("telemetry")
+    })
 }
 
 /// Applies good messages (an effect and an event through the outbox, as a service does)

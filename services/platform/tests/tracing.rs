@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;
+use platform::config::TraceSampler;
 use platform::consumer::{EventMeta, Handler, HandlerError, Subscriptions};
 use platform::db::Tx;
 use platform::telemetry::{self, Telemetry};
@@ -31,7 +32,12 @@ fn service() -> &'static str {
 fn telemetry() -> &'static Telemetry {
     static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
     TELEMETRY.get_or_init(|| {
-        telemetry::init(service(), Some(&format!("{}/api/v2/spans", zipkin_url()))).expect("telemetry")
+        telemetry::init(
+            service(),
+            Some(&format!("{}/api/v2/spans", zipkin_url())),
+            TraceSampler::ParentBasedRatio(1.0),
+        )
+        .expect("telemetry")
     })
 }
 

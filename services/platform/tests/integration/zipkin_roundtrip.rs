@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use opentelemetry::trace::{Span as _, TraceContextExt, Tracer, TracerProvider as _};
+use platform::config::TraceSampler;
 use platform::telemetry::zipkin_tracer_provider;
 use platform::testing::{unique_name, zipkin_url};
 use serde_json::Value;
@@ -28,7 +29,8 @@ async fn read_trace(trace_id: &str, spans: usize) -> Vec<Value> {
 async fn spans_reach_zipkin_with_their_service_name_and_parent_link() {
     let service: &'static str = Box::leak(unique_name("it-svc").into_boxed_str());
     let provider =
-        zipkin_tracer_provider(service, &format!("{}/api/v2/spans", zipkin_url())).expect("exporter");
+        zipkin_tracer_provider(service, &format!("{}/api/v2/spans", zipkin_url()), TraceSampler::AlwaysOn)
+            .expect("exporter");
     let tracer = provider.tracer("integration-test");
 
     let parent = tracer.start("publish order.created");
