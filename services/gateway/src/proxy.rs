@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use platform::metrics;
 use platform::problem::Problem;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -68,6 +69,7 @@ pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
                 .into_response();
         }
     };
+    let started = std::time::Instant::now();
     let sent = proxy
         .client
         .request(method, format!("{base}{path_and_query}"))
@@ -82,6 +84,7 @@ pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
             let headers = forwardable(answer.headers());
             match answer.bytes().await {
                 Ok(bytes) => {
+                    metrics::upstream_answered(service, status.as_u16(), started.elapsed().as_secs_f64());
                     let mut response = Response::new(Body::from(bytes));
                     *response.status_mut() = status;
                     *response.headers_mut() = headers;
@@ -95,8 +98,9 @@ pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
 }
 
 /// 504 when the service was too slow, 502 when it could not be reached or answered badly.
-fn unavailable(service: &str, error: &reqwest::Error, timeout: Duration) -> Response {
+fn unavailable(service: &'static str, error: &reqwest::Error, timeout: Duration) -> Response {
     tracing::warn!(service, %error, "upstream failed");
+    metrics::upstream_failed(service, if error.is_timeout() { "timeout" } else { "unavailable" });
     let problem = if error.is_timeout() {
         Problem::new(
             StatusCode::GATEWAY_TIMEOUT,

@@ -1,5 +1,6 @@
 //! W3C trace context over HTTP: each request joins the trace its `traceparent` names (or
 //! starts one) in a server span, and every response carries the `traceparent` of that span.
+//! The same middleware counts and times every request for `/metrics`.
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -14,10 +15,10 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub async fn trace_request(request: Request, next: Next) -> Response {
     let propagator = TraceContextPropagator::new();
     let parent = propagator.extract(&HeaderExtractor(request.headers()));
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |path| path.as_str().to_owned());
+    let matched = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    let route = matched.clone().unwrap_or_else(|| request.uri().path().to_owned());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
     let span = tracing::info_span!(
         "request",
         otel.name = %format!("{} {route}", request.method()),
@@ -31,6 +32,10 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
     let _ = span.set_parent(parent);
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
+    // Paths no route matched are counted under one label: raw paths would let any
+    // client grow the metric without bound.
+    let template = matched.as_deref().unwrap_or("unmatched");
+    crate::metrics::http_request(method.as_str(), template, status.as_u16(), started.elapsed().as_secs_f64());
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");

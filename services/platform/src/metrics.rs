@@ -1,5 +1,11 @@
 //! Prometheus metrics: what `/metrics` shows, and the one place their names are spelled.
 //!
+//! HTTP, in every service: `http_requests_total` (per method, route template and status)
+//! and `http_request_duration_seconds` (per method and route). The gateway's upstreams:
+//! `gateway_upstream_requests_total` (per service and status),
+//! `gateway_upstream_duration_seconds` (per service) and `gateway_upstream_errors_total`
+//! (per service and kind: `timeout`, `unavailable`).
+//!
 //! The process: `process_cpu_seconds_total` (user and system CPU time, the standard
 //! name; read at scrape time, on Linux), from which the load generator works out CPU
 //! time per saga.
@@ -75,6 +81,30 @@ pub fn batch_applied(topic: &str, n: usize) {
 /// A batch of `topic` was rolled back, to be applied one message at a time.
 pub fn batch_fell_back(topic: &str) {
     counter!("consumer_batch_fallbacks_total", "topic" => topic.to_owned()).increment(1);
+}
+
+/// A request to `route` (the route's template, never the raw path: the label set must
+/// stay small) was answered with `status` after `seconds`.
+pub fn http_request(method: &str, route: &str, status: u16, seconds: f64) {
+    histogram!("http_request_duration_seconds", "method" => method.to_owned(), "route" => route.to_owned())
+        .record(seconds);
+    counter!(
+        "http_requests_total",
+        "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string()
+    )
+    .increment(1);
+}
+
+/// The gateway's call to `service` was answered with `status` after `seconds`.
+pub fn upstream_answered(service: &'static str, status: u16, seconds: f64) {
+    histogram!("gateway_upstream_duration_seconds", "service" => service).record(seconds);
+    counter!("gateway_upstream_requests_total", "service" => service, "status" => status.to_string())
+        .increment(1);
+}
+
+/// The gateway's call to `service` failed: `kind` is `timeout` or `unavailable`.
+pub fn upstream_failed(service: &'static str, kind: &'static str) {
+    counter!("gateway_upstream_errors_total", "service" => service, "kind" => kind).increment(1);
 }
 
 /// A message of `topic` was sent to a retry topic.

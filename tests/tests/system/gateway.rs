@@ -119,4 +119,41 @@ async fn a_service_down_is_a_502_and_a_slow_one_a_504() {
     assert_eq!(slow.status(), 504);
     let problem: Value = slow.json().await.expect("json");
     assert_eq!(problem["detail"], "order-service did not answer within 300 ms");
+
+    // What an operator sees on the gateway's /metrics.
+    let metrics = client.get(format!("{}/metrics", gateway.base_url)).send().await.expect("GET");
+    let metrics = metrics.text().await.expect("text");
+    for (name, labels) in [
+        ("gateway_upstream_errors_total", &["service=\"payment-service\"", "kind=\"unavailable\""][..]),
+        ("gateway_upstream_errors_total", &["service=\"order-service\"", "kind=\"timeout\""][..]),
+        ("http_requests_total", &["method=\"GET\"", "route=\"/api/{*path}\"", "status=\"502\""][..]),
+        ("http_requests_total", &["method=\"GET\"", "route=\"/api/{*path}\"", "status=\"504\""][..]),
+        ("http_request_duration_seconds_bucket", &["route=\"/api/{*path}\""][..]),
+        ("process_cpu_seconds_total", &[][..]),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label))),
+            "no {name} {labels:?} in\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_counts_each_upstream_answer_by_service_and_status() {
+    let echo = echo_service().await;
+    let gateway =
+        gateway(gateway::Upstreams { order: echo, ..Default::default() }, Duration::from_secs(10)).await;
+    let client = reqwest::Client::new();
+    let answered = client.get(format!("{}/api/orders/7", gateway.base_url)).send().await.expect("GET");
+    assert_eq!(answered.status(), 200);
+    let metrics = client.get(format!("{}/metrics", gateway.base_url)).send().await.expect("GET");
+    let metrics = metrics.text().await.expect("text");
+    let has = |name: &str, labels: &[&str]| {
+        metrics.lines().any(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+    };
+    assert!(
+        has("gateway_upstream_requests_total", &["service=\"order-service\"", "status=\"200\""]),
+        "{metrics}"
+    );
+    assert!(has("gateway_upstream_duration_seconds_count", &["service=\"order-service\""]), "{metrics}");
 }
