@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use crate::background::panic_message;
 use crate::config::{KafkaConfig, RetryPolicy};
-use crate::db::{Db, Tx};
+use crate::db::{Backend, Db, Tx};
 use crate::kafka::{KafkaSetupError, client_config, ensure_topics};
 use crate::outbox::{now_ms, producer, rfc3339_ms};
 use crate::{error_chain, metrics};
@@ -659,17 +659,25 @@ impl Inner {
             .ok_or_else(|| HandlerError::permanent(format!("no handler for topic {}", delivery.topic)))
     }
 
-    /// Applies `batch`, messages of one partition in offset order. Messages that are due
-    /// (all but those waiting out a retry backoff) go through ONE transaction: one commit,
-    /// one wake-up of the relay for all their events. If any of them fails, or the commit
-    /// does, that transaction rolls back and each message is applied on its own, so only
-    /// the failing one is retried or dead-lettered. `Err` only when shutdown interrupted.
+    /// Applies `batch`, messages of one partition in offset order. On SQLite, messages
+    /// that are due (all but those waiting out a retry backoff) go through ONE
+    /// transaction: one commit, one wake-up of the relay for all their events. If any of
+    /// them fails, or the commit does, that transaction rolls back and each message is
+    /// applied on its own, so only the failing one is retried or dead-lettered. `Err` only
+    /// when shutdown interrupted.
+    ///
+    /// On PostgreSQL each message keeps a transaction of its own: partitions are applied
+    /// in parallel there, and batches that lock rows of several aggregates (the SKUs of
+    /// several orders) in different orders deadlock each other; each deadlock stalls both
+    /// for PostgreSQL's `deadlock_timeout` (1 s). Measured: 29 sagas/s at saturation with
+    /// batches, against about 180 without. SQLite has one writer at a time, so no
+    /// deadlock there.
     async fn process_batch(
         &self,
         batch: &[OwnedMessage],
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        if batch.len() > 1 {
+        if batch.len() > 1 && self.db.backend() == Backend::Sqlite {
             let now = now_ms();
             let prepared: Vec<(HashMap<String, String>, Delivery)> = batch
                 .iter()

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use platform::consumer::{EventMeta, Handler, HandlerError, Subscriptions};
-use platform::db::Tx;
+use platform::db::{Backend, Tx};
 use platform::dead_letter::{Selection, read_all, replay};
 use platform::testing::kafka_config;
 use rdkafka::Message;
@@ -288,7 +288,9 @@ async fn a_batch_with_a_failing_message_commits_the_others_once_and_dead_letters
     );
     assert_eq!(dlt.len(), 1);
     assert_eq!(headers_of(&dlt[0])["dlt_error"], "permanent failure: 13 is refused");
-    assert!(metric(&topic, "consumer_batch_fallbacks_total") >= 1.0, "the batch holding 13 fell back");
+    if db.backend() == Backend::Sqlite {
+        assert!(metric(&topic, "consumer_batch_fallbacks_total") >= 1.0, "the batch holding 13 fell back");
+    }
 }
 
 /// The value of `name` for `topic` on /metrics (0 when absent).
@@ -302,7 +304,7 @@ fn metric(topic: &str, name: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn messages_fetched_together_are_applied_in_one_transaction_once_each_in_order() {
+async fn messages_fetched_together_are_applied_once_each_in_order_and_share_a_transaction_on_sqlite() {
     platform::metrics::install();
     let (_database, db) = database().await;
     let topic = topic("it.consumer.together").await;
@@ -316,6 +318,12 @@ async fn messages_fetched_together_are_applied_in_one_transaction_once_each_in_o
     stop.cancel();
     running.await.expect("consumer").expect("no worker died");
     assert_eq!(effects(&db).await, expected);
-    assert!(metric(&topic, "consumer_batch_size_count") >= 1.0, "some messages shared a transaction");
+    match db.backend() {
+        Backend::Sqlite => {
+            assert!(metric(&topic, "consumer_batch_size_count") >= 1.0, "some messages shared a transaction");
+        }
+        // Each message in a transaction of its own: batches deadlock there (see process_batch).
+        Backend::Postgres => assert_eq!(metric(&topic, "consumer_batch_size_count"), 0.0),
+    }
     assert_eq!(metric(&topic, "consumer_batch_fallbacks_total"), 0.0);
 }
