@@ -7,10 +7,15 @@
 //! stored only after the transaction (or the forward to a retry or dead-letter topic) is
 //! done, and committed in the background: a crash redelivers, and the id check absorbs it.
 //!
-//! Partitions are worked concurrently, each in order. A handler error that may pass
+//! Partitions are worked concurrently, each in order. On SQLite the messages already
+//! fetched for a partition are applied in one transaction, and one by one only when one
+//! of them fails (see `Inner::process_batch`). A worker that dies (a panic) ends the
+//! consumer with [`WorkerDied`], so the service stops and is restarted rather than leave
+//! its partition unconsumed. A handler error that may pass
 //! ([`HandlerError::Transient`]) sends the message to the retry topic of its attempt,
-//! `<topic>.<group>.retry-<n>`, whose messages wait out the backoff before they run again,
-//! so the original partition moves on. After the last attempt, or at once for a message
+//! `<group>.retry-<n>` (one per attempt, shared by every topic the group consumes), whose
+//! messages wait out the backoff before they run again, so the original partition moves
+//! on. After the last attempt, or at once for a message
 //! that can never succeed (not JSON, wrong shape, unknown type, a
 //! [`HandlerError::Permanent`]), it goes to `<topic>.dlt`, key and value unchanged, with
 //! headers saying where it came from and why.

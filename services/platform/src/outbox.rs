@@ -471,7 +471,8 @@ pub fn producer(kafka: &KafkaConfig, client_id: &str) -> Result<FutureProducer, 
     client_config(kafka, client_id)
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "0")
-        // A short linger batches bursts without holding a lone event for long.
+        // No linger: a lone event goes at once. Under load librdkafka still batches what
+        // queues up while earlier requests are in flight.
         .set("linger.ms", "0")
         .set("queue.buffering.max.messages", "200000")
         .create()
