@@ -83,6 +83,13 @@ pub enum TraceSampler {
     ParentBasedRatio(f64),
 }
 
+impl Default for TraceSampler {
+    /// Parent-based, every trace started here: every order traced.
+    fn default() -> Self {
+        Self::ParentBasedRatio(1.0)
+    }
+}
+
 impl TraceSampler {
     /// From the two variables' values (`None` when unset).
     pub fn parse(sampler: Option<&str>, arg: Option<&str>) -> Result<Self, (&'static str, String, String)> {
@@ -314,7 +321,8 @@ mod tests {
 
     #[test]
     fn trace_sampling_is_parent_based_every_trace_by_default_and_a_bad_value_is_named() {
-        assert_eq!(config(&[]).expect("defaults").trace_sampler, TraceSampler::ParentBasedRatio(1.0));
+        assert_eq!(config(&[]).expect("defaults").trace_sampler, TraceSampler::default());
+        assert_eq!(TraceSampler::default(), TraceSampler::ParentBasedRatio(1.0));
         assert_eq!(
             config(&[("OTEL_TRACES_SAMPLER_ARG", "0.01")]).expect("valid").trace_sampler,
             TraceSampler::ParentBasedRatio(0.01)

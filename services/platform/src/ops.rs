@@ -109,9 +109,10 @@ async fn ready(State(dependencies): State<Dependencies>) -> Response {
         }
     };
     let (database, kafka) = tokio::join!(database, kafka);
-    let tasks = dependencies.tasks.states().into_iter().map(|task| match task.failure {
-        None => Check { name: task.name, status: Status::Up, error: None },
-        Some(reason) => Check { name: task.name, status: Status::Down, error: Some(reason) },
+    let tasks = dependencies.tasks.states().into_iter().map(|task| Check {
+        name: task.name,
+        status: if task.failure.is_some() { Status::Down } else { Status::Up },
+        error: task.failure,
     });
     let checks: Vec<Check> = database.into_iter().chain(kafka).chain(tasks).collect();
     let status = if checks.iter().all(|c| c.status == Status::Up) { Status::Up } else { Status::Down };

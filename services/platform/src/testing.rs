@@ -164,7 +164,7 @@ pub fn service_config(spec: &ServiceSpec, database_url: &str) -> ServiceConfig {
         database_url: database_url.to_owned(),
         kafka: KafkaConfig { topic_prefix: topic_prefix(), ..kafka_config() },
         zipkin_endpoint: None,
-        trace_sampler: crate::config::TraceSampler::ParentBasedRatio(1.0),
+        trace_sampler: crate::config::TraceSampler::default(),
         retry: RetryPolicy {
             max_attempts: 5,
             backoff: std::time::Duration::from_millis(50),

@@ -35,8 +35,7 @@ const FAILS: u32 = 13;
 fn telemetry() -> &'static Telemetry {
     static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
     TELEMETRY.get_or_init(|| {
-        telemetry::init("failing-messages-test", None, TraceSampler::ParentBasedRatio(1.0))
-            .expect("telemetry")
+        telemetry::init("failing-messages-test", None, TraceSampler::default()).expect("telemetry")
     })
 }
 

@@ -32,12 +32,8 @@ fn service() -> &'static str {
 fn telemetry() -> &'static Telemetry {
     static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
     TELEMETRY.get_or_init(|| {
-        telemetry::init(
-            service(),
-            Some(&format!("{}/api/v2/spans", zipkin_url())),
-            TraceSampler::ParentBasedRatio(1.0),
-        )
-        .expect("telemetry")
+        telemetry::init(service(), Some(&format!("{}/api/v2/spans", zipkin_url())), TraceSampler::default())
+            .expect("telemetry")
     })
 }
 

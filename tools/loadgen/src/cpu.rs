@@ -29,11 +29,16 @@ pub struct Probe {
 impl Probe {
     /// The services around the gateway at `base_url`, and the broker `broker_pid`.
     pub fn new(base_url: &str, broker_pid: Option<u32>) -> Self {
-        let (host, port) = split_port(base_url);
         let metrics = SERVICES
             .iter()
             .enumerate()
-            .map(|(i, name)| (*name, format!("{host}:{}/metrics", port + i as u16)))
+            .filter_map(|(i, name)| {
+                let mut url = reqwest::Url::parse(base_url).ok()?;
+                let port = url.port_or_known_default()? + i as u16;
+                url.set_port(Some(port)).ok()?;
+                url.set_path("/metrics");
+                Some((*name, url.to_string()))
+            })
             .collect();
         Self { http: reqwest::Client::new(), metrics, broker_pid }
     }
@@ -86,16 +91,6 @@ fn round(ms: f64) -> f64 {
 /// The value of an unlabelled metric in Prometheus text.
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// `http://host:port` → (`http://host`, port); port 8080 when none is given.
-fn split_port(base_url: &str) -> (String, u16) {
-    match base_url.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with("http") && !host.ends_with("https") => {
-            (host.to_owned(), port.trim_end_matches('/').parse().unwrap_or(8080))
-        }
-        _ => (base_url.trim_end_matches('/').to_owned(), 8080),
-    }
 }
 
 #[cfg(test)]
