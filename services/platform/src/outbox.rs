@@ -100,17 +100,10 @@ pub(crate) async fn insert_rows(
     rows: &[OutboxRow],
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|row| {
-                let first = row * 8 + 1;
-                let params: Vec<String> = (first..first + 8).map(|n| format!("${n}")).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, traceparent, tracestate, \
              created_at_ms) VALUES {}",
-            values.join(", ")
+            crate::db::values(chunk.len(), 8, 1)
         );
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in chunk {
@@ -276,10 +269,10 @@ impl Relay {
         let acked: Vec<i64> =
             batch.iter().zip(&sent).map_while(|(row, sent)| sent.is_ok().then_some(row.id)).collect();
         if !acked.is_empty() {
-            // `$n` placeholders spelled out: they are what both backends understand.
-            let placeholders: Vec<String> = (2..acked.len() + 2).map(|n| format!("${n}")).collect();
-            let sql =
-                format!("UPDATE outbox SET published_at_ms = $1 WHERE id IN ({})", placeholders.join(", "));
+            let sql = format!(
+                "UPDATE outbox SET published_at_ms = $1 WHERE id IN ({})",
+                crate::db::params(acked.len(), 2)
+            );
             let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
             for id in &acked {
                 update = update.bind(*id);

@@ -1,0 +1,243 @@
+//! What services write: typed handlers, the metadata they get, how they fail, and the
+//! table that routes each topic to its handler.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rdkafka::message::Message;
+use shared_events::{Event, headers, topics};
+use uuid::Uuid;
+
+use super::delivery::Incoming;
+use crate::db::Tx;
+
+/// What a handler knows about the event besides its payload.
+#[derive(Debug, Clone)]
+pub struct EventMeta {
+    /// `ce_id`: the event's unique id.
+    pub id: Uuid,
+    /// `ce_type`, e.g. `order.created.v1`.
+    pub event_type: String,
+    /// `ce_source`: the producing service.
+    pub source: Option<String>,
+    /// `ce_time`: when it was committed (RFC 3339).
+    pub time: Option<String>,
+    /// The topic it was first published on (not the retry topic).
+    pub topic: String,
+    /// Its partition there.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// 1 on the first delivery, n on the n-th attempt.
+    pub attempt: u32,
+    /// Every header of the message, as text.
+    pub headers: HashMap<String, String>,
+}
+
+/// How a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// It may pass (database busy, a service down): tried again after the backoff.
+    #[error("transient failure")]
+    Transient(#[source] anyhow::Error),
+    /// It never will (the event breaks a rule): straight to the dead-letter topic.
+    #[error("permanent failure")]
+    Permanent(#[source] anyhow::Error),
+}
+
+impl HandlerError {
+    /// A permanent failure with a message.
+    pub fn permanent(message: impl std::fmt::Display) -> Self {
+        Self::Permanent(anyhow::anyhow!("{message}"))
+    }
+
+    /// A transient failure with a message.
+    pub fn transient(message: impl std::fmt::Display) -> Self {
+        Self::Transient(anyhow::anyhow!("{message}"))
+    }
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(error.into())
+    }
+}
+
+/// Applies one kind of event. The effect goes through `tx`, which commits (with any
+/// events the handler publishes) only if it returns `Ok`.
+#[async_trait]
+pub trait Handler<E: Event>: Send + Sync + 'static {
+    /// Applies `event`.
+    async fn handle(&self, event: E, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError>;
+}
+
+/// A message read from a dead-letter topic, whatever its payload (it may not even be JSON).
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The dead-letter topic.
+    pub topic: String,
+    /// Its partition there.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// The key, as text.
+    pub key: Option<String>,
+    /// The value, as text (lossy for bytes that are not UTF-8).
+    pub payload: Option<String>,
+    /// Every header, as text: the `dlt_` ones say where it came from and why.
+    pub headers: HashMap<String, String>,
+}
+
+/// Applies messages of a dead-letter topic (records them, alerts someone).
+#[async_trait]
+pub trait DeadLetterHandler: Send + Sync + 'static {
+    /// Applies `letter` through `tx`.
+    async fn handle(&self, letter: DeadLetter, tx: &mut Tx) -> Result<(), HandlerError>;
+}
+
+/// A handler with its event type erased, so one table can route every topic.
+#[async_trait]
+pub(crate) trait Route: Send + Sync {
+    /// The id the message's effects are recorded under for deduplication.
+    fn dedupe_id(&self, incoming: &Incoming<'_>) -> Result<String, HandlerError>;
+
+    /// Applies the message through `tx`; the caller has made sure it is new, and commits.
+    async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError>;
+}
+
+struct Typed<E, H> {
+    handler: H,
+    event: PhantomData<fn() -> E>,
+}
+
+#[async_trait]
+impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
+    fn dedupe_id(&self, incoming: &Incoming<'_>) -> Result<String, HandlerError> {
+        Ok(event_id(incoming)?.to_string())
+    }
+
+    async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError> {
+        let meta = event_meta(incoming, E::TYPE)?;
+        let payload = incoming.message.payload().ok_or_else(|| HandlerError::permanent("empty message"))?;
+        let event: E = serde_json::from_slice(payload)
+            .map_err(|e| HandlerError::permanent(format!("payload is not a valid {}: {e}", E::TYPE)))?;
+        self.handler.handle(event, &meta, tx).await
+    }
+}
+
+fn event_id(incoming: &Incoming<'_>) -> Result<Uuid, HandlerError> {
+    incoming
+        .headers
+        .get(headers::CE_ID)
+        .ok_or_else(|| HandlerError::permanent("no ce_id header"))?
+        .parse::<Uuid>()
+        .map_err(|e| HandlerError::permanent(format!("ce_id is not a UUID: {e}")))
+}
+
+/// The CloudEvents metadata of a message, checked against the type its topic carries.
+fn event_meta(incoming: &Incoming<'_>, expected: &str) -> Result<EventMeta, HandlerError> {
+    let Incoming { headers, delivery, .. } = incoming;
+    let id = event_id(incoming)?;
+    let event_type =
+        headers.get(headers::CE_TYPE).ok_or_else(|| HandlerError::permanent("no ce_type header"))?;
+    if event_type != expected {
+        return Err(HandlerError::permanent(format!(
+            "unknown event type {event_type} on {} (expected {expected})",
+            delivery.topic
+        )));
+    }
+    Ok(EventMeta {
+        id,
+        event_type: event_type.clone(),
+        source: headers.get(headers::CE_SOURCE).cloned(),
+        time: headers.get(headers::CE_TIME).cloned(),
+        topic: delivery.topic.clone(),
+        partition: delivery.partition,
+        offset: delivery.offset,
+        attempt: delivery.attempt,
+        headers: headers.clone(),
+    })
+}
+
+struct DeadLetters<H> {
+    handler: H,
+}
+
+#[async_trait]
+impl<H: DeadLetterHandler> Route for DeadLetters<H> {
+    /// Keyed by position, not by ce_id: the same event replayed and applied later must
+    /// not look processed already.
+    fn dedupe_id(&self, incoming: &Incoming<'_>) -> Result<String, HandlerError> {
+        let Incoming { delivery, .. } = incoming;
+        Ok(format!("dlt:{}:{}:{}", delivery.topic, delivery.partition, delivery.offset))
+    }
+
+    async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError> {
+        let Incoming { message, headers, delivery } = incoming;
+        let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+        let letter = DeadLetter {
+            topic: delivery.topic.clone(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+            key: text(message.key()),
+            payload: text(message.payload()),
+            headers: headers.clone(),
+        };
+        self.handler.handle(letter, tx).await
+    }
+}
+
+/// Which handler applies the events of which topic.
+#[derive(Default, Clone)]
+pub struct Subscriptions {
+    routes: HashMap<String, Arc<dyn Route>>,
+}
+
+impl std::fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes.keys()).finish()
+    }
+}
+
+impl Subscriptions {
+    /// No subscriptions yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies events of type `E` from their topic with `handler`.
+    pub fn on<E: Event>(self, handler: impl Handler<E>) -> Self {
+        self.on_topic::<E>(E::TOPIC, handler)
+    }
+
+    /// Applies events of type `E` read from `topic` (a dead-letter topic, say) with `handler`.
+    pub fn on_topic<E: Event>(mut self, topic: &str, handler: impl Handler<E>) -> Self {
+        self.routes.insert(topic.to_owned(), Arc::new(Typed { handler, event: PhantomData::<fn() -> E> }));
+        self
+    }
+
+    /// Applies what lands in `<topic>.dlt` with `handler`.
+    pub fn on_dead_letters(mut self, topic: &str, handler: impl DeadLetterHandler) -> Self {
+        self.routes.insert(topics::dead_letter(topic), Arc::new(DeadLetters { handler }));
+        self
+    }
+
+    /// The topics subscribed to.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.routes.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    /// Whether there is nothing to consume.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The route of `topic` (without the deployment's topic prefix).
+    pub(crate) fn route(&self, topic: &str) -> Result<&Arc<dyn Route>, HandlerError> {
+        self.routes.get(topic).ok_or_else(|| HandlerError::permanent(format!("no handler for topic {topic}")))
+    }
+}
