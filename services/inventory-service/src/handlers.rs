@@ -25,7 +25,7 @@ impl Handler<OrderCreated> for Reserve {
             return Ok(()); // reserved by an earlier copy of this order's event
         }
         let lines = domain::merge(&event.items);
-        let stock = store::lock_stock(tx, lines.keys()).await?;
+        let stock = store::lock_stock(tx, &lines.keys().collect::<Vec<_>>()).await?;
         match domain::plan(&lines, &stock) {
             Ok(items) => {
                 let now = now_ms();

@@ -79,21 +79,28 @@ pub async fn all(conn: &mut AnyConnection) -> Result<Vec<Product>, sqlx::Error> 
         .collect()
 }
 
-/// The stock of `skus`, locked until the transaction ends (in SKU order, so two
-/// transactions never wait on each other crosswise).
-pub async fn lock_stock(
-    tx: &mut Tx,
-    skus: impl Iterator<Item = &String>,
-) -> Result<BTreeMap<String, Stock>, sqlx::Error> {
-    let mut stock = BTreeMap::new();
-    let sql = format!("SELECT price_cents, available FROM products WHERE sku = $1{}", tx.for_update());
-    for sku in skus {
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(sku).fetch_optional(tx.conn()).await?;
-        if let Some(row) = row {
-            stock.insert(sku.clone(), Stock { price_cents: row.try_get(0)?, available: row.try_get(1)? });
-        }
+/// The stock of `skus` (given in SKU order), locked until the transaction ends. One
+/// statement; on PostgreSQL its rows are locked in SKU order, so two transactions never
+/// wait on each other crosswise.
+pub async fn lock_stock(tx: &mut Tx, skus: &[&String]) -> Result<BTreeMap<String, Stock>, sqlx::Error> {
+    if skus.is_empty() {
+        return Ok(BTreeMap::new());
     }
-    Ok(stock)
+    let sql = format!(
+        "SELECT sku, price_cents, available FROM products WHERE sku IN ({}) ORDER BY sku{}",
+        platform::db::params(skus.len(), 1),
+        tx.for_update()
+    );
+    let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for sku in skus {
+        select = select.bind(sku.as_str());
+    }
+    select
+        .fetch_all(tx.conn())
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, Stock { price_cents: row.try_get(1)?, available: row.try_get(2)? })))
+        .collect()
 }
 
 /// Moves `quantity` of `sku` from available to reserved (`delta` < 0 moves it back).
@@ -137,14 +144,20 @@ pub async fn insert_reservation(
     .bind(now_ms)
     .execute(tx.conn())
     .await?;
-    for item in items {
-        sqlx::query("INSERT INTO reservation_items (order_id, sku, quantity, unit_price_cents) VALUES ($1, $2, $3, $4)")
-            .bind(order_id)
-            .bind(&item.sku)
-            .bind(i64::from(item.quantity))
-            .bind(item.unit_price_cents)
-            .execute(tx.conn())
-            .await?;
+    if !items.is_empty() {
+        let sql = format!(
+            "INSERT INTO reservation_items (order_id, sku, quantity, unit_price_cents) VALUES {}",
+            platform::db::values(items.len(), 4, 1)
+        );
+        let mut lines = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for item in items {
+            lines = lines
+                .bind(order_id)
+                .bind(&item.sku)
+                .bind(i64::from(item.quantity))
+                .bind(item.unit_price_cents);
+        }
+        lines.execute(tx.conn()).await?;
     }
     Ok(())
 }

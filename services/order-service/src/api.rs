@@ -127,16 +127,12 @@ async fn place(
 /// Stores the order PENDING and its `OrderCreated`, in one transaction.
 async fn create(mut tx: Tx, order: NewOrder) -> Result<(Tx, StoredResponse), Problem> {
     let id = Uuid::new_v4();
-    store::insert(&mut tx, &id.to_string(), &order.user_id.to_string(), &order.items, now_ms())
+    let created = store::insert(&mut tx, &id.to_string(), &order.user_id.to_string(), &order.items, now_ms())
         .await
         .map_err(internal)?;
     tx.publish(&OrderCreated { order_id: id, user_id: order.user_id, items: order.items })
         .await
         .map_err(internal)?;
-    let created = store::find(tx.conn(), &id.to_string())
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal(sqlx::Error::RowNotFound))?;
     // One per order: at debug, like every per-message line (RUST_LOG=order_service=debug).
     tracing::debug!(order_id = %id, "order placed");
     let response = StoredResponse::json(

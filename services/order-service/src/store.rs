@@ -30,14 +30,15 @@ pub struct Order {
     pub history: Vec<(String, Option<String>, i64)>,
 }
 
-/// Stores a new PENDING order with its lines and first history entry.
+/// Stores a new PENDING order with its lines and first history entry, and returns it as
+/// stored (built from what was written rather than read back).
 pub async fn insert(
     tx: &mut Tx,
     id: &str,
     user_id: &str,
     items: &[OrderItem],
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Order, sqlx::Error> {
     sqlx::query(
         "INSERT INTO orders (id, user_id, status, total_cents, failure_reason, created_at_ms, updated_at_ms) \
          VALUES ($1, $2, 'PENDING', NULL, NULL, $3, $3)",
@@ -47,16 +48,34 @@ pub async fn insert(
     .bind(now_ms)
     .execute(tx.conn())
     .await?;
+    let sql = format!(
+        "INSERT INTO order_items (order_id, line, sku, quantity) VALUES {}",
+        platform::db::values(items.len(), 4, 1)
+    );
+    let mut lines = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (line, item) in items.iter().enumerate() {
-        sqlx::query("INSERT INTO order_items (order_id, line, sku, quantity) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(line as i32)
-            .bind(&item.sku)
-            .bind(i64::from(item.quantity))
-            .execute(tx.conn())
-            .await?;
+        lines = lines.bind(id).bind(line as i32).bind(&item.sku).bind(i64::from(item.quantity));
     }
-    add_history(tx, id, Status::Pending, None, now_ms).await
+    lines.execute(tx.conn()).await?;
+    sqlx::query(
+        "INSERT INTO order_history (order_id, seq, status, reason, at_ms) VALUES ($1, 0, $2, NULL, $3)",
+    )
+    .bind(id)
+    .bind(Status::Pending.as_str())
+    .bind(now_ms)
+    .execute(tx.conn())
+    .await?;
+    Ok(Order {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        status: Status::Pending.as_str().to_owned(),
+        total_cents: None,
+        failure_reason: None,
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        items: items.to_vec(),
+        history: vec![(Status::Pending.as_str().to_owned(), None, now_ms)],
+    })
 }
 
 async fn add_history(
