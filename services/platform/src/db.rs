@@ -71,6 +71,8 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// On SQLite, the one connection every write transaction uses.
+    writer: Option<AnyPool>,
     backend: Backend,
     /// The URL it was opened with, for connections outside the pool (LISTEN).
     url: Arc<str>,
@@ -88,8 +90,7 @@ impl Db {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let connect_error = |source| DbError::Connect { url: mask_password(url), source };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
                 create_sqlite_parent(url).map_err(|e| connect_error(sqlx::Error::Io(e)))?;
                 // WAL lets readers run beside the one writer, and a commit appends to the
@@ -98,28 +99,21 @@ impl Db {
                 let mut first = AnyConnection::connect(url).await.map_err(connect_error)?;
                 first.execute("PRAGMA journal_mode = WAL").await.map_err(connect_error)?;
                 first.close().await.map_err(connect_error)?;
-                options
-                    .max_connections(8)
-                    // A file connection cannot go stale the way a network one can, and
-                    // the test is a round trip to the connection's thread on every
-                    // acquire: a quarter of a small transaction's wake-ups.
-                    .test_before_acquire(false)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // Durable across a process crash (not a power cut), and no
-                            // fsync per commit.
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(url)
-                    .await
+                // Every write goes through one connection: SQLite takes one writer at a
+                // time anyway, and a connection's page cache stays valid only across its
+                // own commits. Writers taking turns on eight connections re-read from
+                // the file, at each transaction, the pages another one changed.
+                let readers = sqlite_pool(8).connect(url).await.map_err(connect_error)?;
+                let writer = sqlite_pool(1).connect(url).await.map_err(connect_error)?;
+                (readers, Some(writer))
             }
-            Backend::Postgres => options.max_connections(16).connect(url).await,
-        }
-        .map_err(connect_error)?;
+            Backend::Postgres => {
+                (pool_options().max_connections(16).connect(url).await.map_err(connect_error)?, None)
+            }
+        };
         let db = Self {
             pool,
+            writer,
             backend,
             url: url.into(),
             outbox_written: Arc::new(Notify::new()),
@@ -159,7 +153,8 @@ impl Db {
         let (inner, writer) = match self.backend {
             Backend::Sqlite => {
                 let writer = self.sqlite_writer.clone().lock_owned().await;
-                (self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(writer))
+                let pool = self.writer.as_ref().unwrap_or(&self.pool);
+                (pool.begin_with("BEGIN IMMEDIATE").await?, Some(writer))
             }
             Backend::Postgres => (self.pool.begin().await?, None),
         };
@@ -184,8 +179,31 @@ impl Db {
 
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
+}
+
+fn pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10))
+}
+
+/// A pool of up to `connections` on a SQLite file.
+fn sqlite_pool(connections: u32) -> AnyPoolOptions {
+    pool_options()
+        .max_connections(connections)
+        // A file connection cannot go stale the way a network one can, and the test is a
+        // round trip to the connection's thread on every acquire.
+        .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // Durable across a process crash (not a power cut), and no fsync per commit.
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                Ok(())
+            })
+        })
 }
 
 /// The `VALUES` list of a multi-row statement: `rows` tuples of `columns` numbered
