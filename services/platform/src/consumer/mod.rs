@@ -9,16 +9,20 @@
 //!
 //! Partitions are worked concurrently, each in order. On SQLite the messages already
 //! fetched for a partition are applied in one transaction, and one by one only when one
-//! of them fails (see [`EventConsumer::process_batch`]). A worker that dies (a panic) ends the
-//! consumer with [`WorkerDied`], so the service stops and is restarted rather than leave
-//! its partition unconsumed. A handler error that may pass
+//! of them fails (see [`EventConsumer::process_batch`]). A worker that dies (a panic)
+//! ends the consumer with [`WorkerDied`], so the service stops and is restarted rather
+//! than leave its partition unconsumed. A handler error that may pass
 //! ([`HandlerError::Transient`]) sends the message to the retry topic of its attempt,
 //! `<group>.retry-<n>` (one per attempt, shared by every topic the group consumes), whose
 //! messages wait out the backoff before they run again, so the original partition moves
-//! on. After the last attempt, or at once for a message
-//! that can never succeed (not JSON, wrong shape, unknown type, a
-//! [`HandlerError::Permanent`]), it goes to `<topic>.dlt`, key and value unchanged, with
-//! headers saying where it came from and why.
+//! on. After the last attempt, or at once for a message that can never succeed (not
+//! JSON, wrong shape, unknown type, a [`HandlerError::Permanent`]), it goes to
+//! `<topic>.dlt`, key and value unchanged, with headers saying where it came from and why.
+//!
+//! The parts: `handler` (what services write and the table routing topics to it),
+//! `delivery` (a message's headers and where it stands in its retries), `dedupe`,
+//! `forward` (retry and dead-letter topics), `span` (tracing), and `pipeline`, the step
+//! that composes them; this module runs the group membership and the partition workers.
 
 mod dedupe;
 mod delivery;
