@@ -81,7 +81,7 @@ async fn deposit(
         return Err(Problem::not_found(format!("no wallet {user_id}")));
     }
     store::add_to_balance(&mut tx, &user_id, body.amount_cents).await.map_err(internal)?;
-    store::insert_deposit(&mut tx, &Uuid::new_v4().to_string(), &user_id, body.amount_cents, now_ms())
+    store::insert_deposit(&mut tx, &Uuid::now_v7().to_string(), &user_id, body.amount_cents, now_ms())
         .await
         .map_err(internal)?;
     let balance_cents = store::lock_balance(&mut tx, &user_id).await.map_err(internal)?.unwrap_or_default();

@@ -51,7 +51,7 @@ impl Handler<InventoryReserved> for Charge {
             }
             Some(_) => None,
         };
-        let payment_id = Uuid::new_v4();
+        let payment_id = Uuid::now_v7();
         let payment = Payment {
             id: payment_id.to_string(),
             order_id,

@@ -112,7 +112,7 @@ async fn register(
     password_hash: String,
 ) -> Result<(Tx, StoredResponse), Problem> {
     let user = User {
-        id: Uuid::new_v4(),
+        id: Uuid::now_v7(),
         email: new_user.email.as_str().to_owned(),
         name: new_user.name.as_str().to_owned(),
         created_at_ms: now_ms(),
