@@ -6,9 +6,10 @@
 //! `gateway_upstream_duration_seconds` (per service) and `gateway_upstream_errors_total`
 //! (per service and kind: `timeout`, `unavailable`).
 //!
-//! The process: `process_cpu_seconds_total` (user and system CPU time, the standard
-//! name; read at scrape time, on Linux), from which the load generator works out CPU
-//! time per saga.
+//! The process: `process_cpu_seconds_total` (user and system CPU time) and
+//! `process_start_time_seconds`, the standard names, read at scrape time on Linux; the
+//! load generator works out CPU time per saga from them (and leaves out a process that
+//! was restarted meanwhile).
 //!
 //! The outbox: `outbox_backlog` (pending rows, read at scrape), `outbox_published_total`,
 //! `outbox_publish_latency_seconds` (commit to Kafka's acknowledgement). Consumers:
@@ -127,27 +128,45 @@ pub fn backlog_line(pending: i64) -> String {
     format!("# TYPE outbox_backlog gauge\noutbox_backlog {pending}\n")
 }
 
-/// The `process_cpu_seconds_total` lines, read now from `/proc/self/stat`; empty where
-/// there is no such file.
-pub fn process_cpu_lines() -> String {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| cpu_seconds(&stat))
-        .map(|seconds| {
-            format!("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {seconds}\n")
-        })
-        .unwrap_or_default()
+/// The process lines, read now from `/proc`: `process_cpu_seconds_total` and
+/// `process_start_time_seconds` (the standard names); empty where there is no `/proc`.
+pub fn process_lines() -> String {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return String::new() };
+    let mut lines = String::new();
+    if let Some(seconds) = cpu_seconds(&stat) {
+        lines += &format!("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {seconds}\n");
+    }
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| boot_time(&s));
+    if let Some(started) = boot.and_then(|boot| start_time_seconds(&stat, boot)) {
+        lines += &format!("# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {started}\n");
+    }
+    lines
 }
 
-/// User plus system time from a `/proc/<pid>/stat` line, in seconds. The fields are
-/// counted after the command name, which is in parentheses and may hold spaces; times
-/// are in USER_HZ ticks, 100 a second in Linux's user-space ABI.
-pub fn cpu_seconds(stat: &str) -> Option<f64> {
+/// When the machine booted (`btime` of `/proc/stat`), in seconds since the epoch.
+fn boot_time(proc_stat: &str) -> Option<u64> {
+    proc_stat.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+/// When the process of a `/proc/<pid>/stat` line started, in seconds since the epoch:
+/// its `starttime` (field 22, ticks after boot) plus the boot time.
+pub fn start_time_seconds(stat: &str, boot_time: u64) -> Option<f64> {
+    Some(boot_time as f64 + stat_field(stat, 22)? as f64 / 100.0)
+}
+
+/// Field `n` (counted from 1, as in proc(5)) of a `/proc/<pid>/stat` line, as a number.
+/// The fields are counted after the command name, which is in parentheses and may hold
+/// spaces.
+fn stat_field(stat: &str, n: usize) -> Option<u64> {
     let (_, after_name) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // After the name: state is field 3 of the line, utime 14, stime 15.
-    let ticks = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
-    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
+    // After the name comes field 3 (the state).
+    after_name.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
+}
+
+/// User plus system time from a `/proc/<pid>/stat` line, in seconds: fields 14 and 15,
+/// in USER_HZ ticks, 100 a second in Linux's user-space ABI.
+pub fn cpu_seconds(stat: &str) -> Option<f64> {
+    Some((stat_field(stat, 14)? + stat_field(stat, 15)?) as f64 / 100.0)
 }
 
 #[cfg(test)]
@@ -160,14 +179,25 @@ mod tests {
                     12345 1 2 3";
         assert_eq!(cpu_seconds(stat), Some(18.0));
         assert_eq!(cpu_seconds("garbage"), None);
+        assert_eq!(start_time_seconds(stat, 1_000), Some(1_123.45));
+        assert_eq!(boot_time("cpu  1 2 3\nbtime 1764000000\nprocesses 9\n"), Some(1_764_000_000));
     }
 
     #[test]
     fn this_process_reports_its_cpu_time() {
-        let lines = process_cpu_lines();
+        let lines = process_lines();
         assert!(
             lines.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "),
             "{lines}"
         );
+        let started: f64 = lines
+            .lines()
+            .find_map(|line| line.strip_prefix("process_start_time_seconds "))
+            .expect("a start time")
+            .parse()
+            .expect("a number");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+        // This test process started a moment ago.
+        assert!(started <= now.as_secs_f64() + 1.0 && started > now.as_secs_f64() - 3600.0, "{started}");
     }
 }

@@ -51,7 +51,7 @@ async fn metrics(State(dependencies): State<Dependencies>) -> Response {
         },
         None => String::new(),
     };
-    let body = crate::metrics::render(&(backlog + &crate::metrics::process_cpu_lines()));
+    let body = crate::metrics::render(&(backlog + &crate::metrics::process_lines()));
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -1,6 +1,8 @@
 //! CPU time per saga: each service's `process_cpu_seconds_total` from its `/metrics`, and
 //! the broker's from `/proc/<pid>/stat`, read before and after the run. CPU time is
-//! steadier than wall time on a shared machine, so it is what proves a change.
+//! steadier than wall time on a shared machine, so it is what proves a change. A service
+//! restarted during the run (its `process_start_time_seconds` changed, or its counter went
+//! down) is left out and named: its CPU before the restart is gone.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +17,17 @@ pub const SERVICES: [&str; 6] = [
     "notification-service",
 ];
 
-/// CPU seconds per process at one moment; a process that did not answer is missing.
-pub type Reading = BTreeMap<String, f64>;
+/// One process at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// CPU seconds so far.
+    pub cpu: f64,
+    /// When it started (seconds since the epoch), where known.
+    pub started: Option<f64>,
+}
+
+/// Every process read at one moment; a process that did not answer is missing.
+pub type Reading = BTreeMap<String, Sample>;
 
 /// What to read: the services' metrics URLs and the broker's process.
 #[derive(Debug, Clone)]
@@ -51,8 +62,9 @@ impl Probe {
                 Ok(response) => response.text().await.unwrap_or_default(),
                 Err(_) => continue,
             };
-            if let Some(seconds) = metric(&text, "process_cpu_seconds_total") {
-                reading.insert((*name).to_owned(), seconds);
+            if let Some(cpu) = metric(&text, "process_cpu_seconds_total") {
+                let started = metric(&text, "process_start_time_seconds");
+                reading.insert((*name).to_owned(), Sample { cpu, started });
             }
         }
         if let Some(pid) = self.broker_pid
@@ -60,27 +72,40 @@ impl Probe {
                 .ok()
                 .and_then(|s| platform::metrics::cpu_seconds(&s))
         {
-            reading.insert("kafka-broker".to_owned(), seconds);
+            // A restarted broker has another pid: this one is then unreadable, not reset.
+            reading.insert("kafka-broker".to_owned(), Sample { cpu: seconds, started: None });
         }
         reading
     }
 }
 
-/// Milliseconds of CPU per saga for each process read both times, and their `total`.
-pub fn per_saga(before: &Reading, after: &Reading, sagas: usize) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
+/// CPU per saga: milliseconds for each process read both times, and their `total`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PerSaga {
+    /// Milliseconds per process, and `total`.
+    pub ms: BTreeMap<String, f64>,
+    /// Processes restarted during the run, left out of `ms`.
+    pub restarted: Vec<String>,
+}
+
+/// CPU per saga between two readings.
+pub fn per_saga(before: &Reading, after: &Reading, sagas: usize) -> PerSaga {
+    let mut out = PerSaga::default();
     if sagas == 0 {
         return out;
     }
     let mut total = 0.0;
     for (name, end) in after {
-        if let Some(start) = before.get(name) {
-            let ms = (end - start) * 1000.0 / sagas as f64;
-            total += ms;
-            out.insert(name.clone(), round(ms));
+        let Some(start) = before.get(name) else { continue };
+        if end.started != start.started || end.cpu < start.cpu {
+            out.restarted.push(name.clone());
+            continue;
         }
+        let ms = (end.cpu - start.cpu) * 1000.0 / sagas as f64;
+        total += ms;
+        out.ms.insert(name.clone(), round(ms));
     }
-    out.insert("total".to_owned(), round(total));
+    out.ms.insert("total".to_owned(), round(total));
     out
 }
 
@@ -108,11 +133,24 @@ mod tests {
     fn reads_the_counter_and_divides_by_the_sagas() {
         let text = "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\nother 1\n";
         assert_eq!(metric(text, "process_cpu_seconds_total"), Some(12.5));
-        let before = Reading::from([("order-service".to_owned(), 10.0), ("gone".to_owned(), 1.0)]);
-        let after = Reading::from([("order-service".to_owned(), 12.0), ("new".to_owned(), 5.0)]);
+        let sample = |cpu, started| Sample { cpu, started: Some(started) };
+        let before = Reading::from([
+            ("order-service".to_owned(), sample(10.0, 100.0)),
+            ("gone".to_owned(), sample(1.0, 100.0)),
+            ("killed".to_owned(), sample(3.0, 100.0)),
+            ("killed-late".to_owned(), sample(3.0, 100.0)),
+        ]);
+        let after = Reading::from([
+            ("order-service".to_owned(), sample(12.0, 100.0)),
+            ("new".to_owned(), sample(5.0, 200.0)),
+            // Restarted: its new process has used more CPU than the old had, or less.
+            ("killed".to_owned(), sample(4.0, 150.0)),
+            ("killed-late".to_owned(), Sample { cpu: 0.5, started: None }),
+        ]);
         let per = per_saga(&before, &after, 1000);
-        assert_eq!(per["order-service"], 2.0);
-        assert_eq!(per["total"], 2.0);
-        assert!(!per.contains_key("new") && !per.contains_key("gone"));
+        assert_eq!(per.ms["order-service"], 2.0);
+        assert_eq!(per.ms["total"], 2.0);
+        assert_eq!(per.ms.len(), 2, "{per:?}");
+        assert_eq!(per.restarted, ["killed", "killed-late"]);
     }
 }

@@ -354,7 +354,7 @@ async fn outcome(
     let span = tracker.last_end.map_or(Duration::ZERO, |last| last.duration_since(first));
     let ended = tracker.end_to_end.len();
     let completed_per_s = if span.is_zero() { 0.0 } else { ended as f64 / span.as_secs_f64() };
-    let cpu_ms_per_saga = cpu::per_saga(&cpu_before, &cpu_after, ended as usize);
+    let cpu = cpu::per_saga(&cpu_before, &cpu_after, ended as usize);
     Ok(Outcome {
         orders: tracker.flights.len() as u64,
         rejected,
@@ -365,7 +365,7 @@ async fn outcome(
         end_to_end: tracker.end_to_end,
         post,
         hops,
-        cpu_ms_per_saga,
+        cpu,
     })
 }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
+use crate::cpu::PerSaga;
+
 /// Latencies in microseconds, 1 µs to 10 min, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid")
@@ -43,8 +45,9 @@ pub struct Outcome {
     pub post: Histogram<u64>,
     /// From one event's time to the next event's, per hop.
     pub hops: BTreeMap<&'static str, Histogram<u64>>,
-    /// Milliseconds of CPU per ended saga, per process and in `total`.
-    pub cpu_ms_per_saga: BTreeMap<String, f64>,
+    /// Milliseconds of CPU per ended saga, per process and in `total`, and the processes
+    /// left out because they were restarted during the run.
+    pub cpu: PerSaga,
 }
 
 impl Outcome {
@@ -69,7 +72,10 @@ impl Outcome {
         ];
         out.extend(self.hops.iter().map(|(name, h)| line(name, h)));
         out.push("CPU per saga, ms:".to_owned());
-        out.extend(self.cpu_ms_per_saga.iter().map(|(name, ms)| format!("  {name:<44} {ms:>8.3}")));
+        out.extend(self.cpu.ms.iter().map(|(name, ms)| format!("  {name:<44} {ms:>8.3}")));
+        if !self.cpu.restarted.is_empty() {
+            out.push(format!("  (left out, restarted during the run: {})", self.cpu.restarted.join(", ")));
+        }
         out.join("\n")
     }
 
@@ -99,7 +105,8 @@ impl Outcome {
             "lost": self.lost,
             "post_p50_ms": post_p50, "post_p90_ms": post_p90, "post_p99_ms": post_p99, "post_max_ms": post_max,
             "hops": hops,
-            "cpu_ms_per_saga": self.cpu_ms_per_saga,
+            "cpu_ms_per_saga": self.cpu.ms,
+            "cpu_restarted": self.cpu.restarted,
         })
     }
 }
