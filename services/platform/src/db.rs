@@ -71,15 +71,16 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    /// On SQLite, the one connection every write transaction uses.
-    writer: Option<AnyPool>,
+    /// What write transactions use: on SQLite a pool of one connection, on PostgreSQL
+    /// `pool` itself.
+    writes: AnyPool,
     backend: Backend,
     /// The URL it was opened with, for connections outside the pool (LISTEN).
     url: Arc<str>,
     /// Signalled when a transaction that wrote outbox rows commits: the relay's doorbell.
     outbox_written: Arc<Notify>,
-    /// SQLite takes one writer at a time. Queueing writers here, in order, beats its busy
-    /// handler, which makes a waiting writer sleep in steps of up to 100 ms.
+    /// SQLite writers queue here, in order, for the one write connection: waiting in the
+    /// pool instead, a writer behind a long queue would give up at its acquire timeout.
     sqlite_writer: Arc<Mutex<()>>,
 }
 
@@ -90,7 +91,7 @@ impl Db {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let connect_error = |source| DbError::Connect { url: mask_password(url), source };
-        let (pool, writer) = match backend {
+        let (pool, writes) = match backend {
             Backend::Sqlite => {
                 create_sqlite_parent(url).map_err(|e| connect_error(sqlx::Error::Io(e)))?;
                 // WAL lets readers run beside the one writer, and a commit appends to the
@@ -105,15 +106,16 @@ impl Db {
                 // the file, at each transaction, the pages another one changed.
                 let readers = sqlite_pool(8).connect(url).await.map_err(connect_error)?;
                 let writer = sqlite_pool(1).connect(url).await.map_err(connect_error)?;
-                (readers, Some(writer))
+                (readers, writer)
             }
             Backend::Postgres => {
-                (pool_options().max_connections(16).connect(url).await.map_err(connect_error)?, None)
+                let pool = pool_options().max_connections(16).connect(url).await.map_err(connect_error)?;
+                (pool.clone(), pool)
             }
         };
         let db = Self {
             pool,
-            writer,
+            writes,
             backend,
             url: url.into(),
             outbox_written: Arc::new(Notify::new()),
@@ -153,10 +155,9 @@ impl Db {
         let (inner, writer) = match self.backend {
             Backend::Sqlite => {
                 let writer = self.sqlite_writer.clone().lock_owned().await;
-                let pool = self.writer.as_ref().unwrap_or(&self.pool);
-                (pool.begin_with("BEGIN IMMEDIATE").await?, Some(writer))
+                (self.writes.begin_with("BEGIN IMMEDIATE").await?, Some(writer))
             }
-            Backend::Postgres => (self.pool.begin().await?, None),
+            Backend::Postgres => (self.writes.begin().await?, None),
         };
         Ok(Tx {
             inner,
@@ -179,9 +180,7 @@ impl Db {
 
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
-        if let Some(writer) = &self.writer {
-            writer.close().await;
-        }
+        self.writes.close().await;
         self.pool.close().await;
     }
 }
