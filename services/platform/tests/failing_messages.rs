@@ -27,7 +27,7 @@ use shared_events::{OrderCreated, OrderItem};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use support::{consume, database, effects, eventually, next_effect_id, relay, topic};
+use support::{consume, database, effects, eventually, record_effect, relay, topic};
 
 /// The quantity that marks a message whose handler always fails (like a `+fail` e-mail).
 const FAILS: u32 = 13;
@@ -51,11 +51,7 @@ impl Handler<OrderCreated> for Notify {
         if event.items[0].quantity == FAILS {
             return Err(HandlerError::transient("the mail server refused the address"));
         }
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(next_effect_id())
-            .bind(event.order_id.to_string())
-            .execute(tx.conn())
-            .await?;
+        record_effect(tx, event.order_id.to_string()).await?;
         tx.publish_to(&self.out, &event).await?;
         Ok(())
     }

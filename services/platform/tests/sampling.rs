@@ -23,7 +23,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use support::{consume, database, effects, eventually, next_effect_id, relay, topic};
+use support::{consume, database, effects, eventually, record_effect, relay, topic};
 
 fn telemetry() -> &'static Telemetry {
     static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
@@ -43,15 +43,15 @@ impl Handler<OrderCreated> for RecordSampling {
         let sampled = span.span_context().is_sampled();
         let trace_id = span.span_context().trace_id();
         let flags = meta.headers.get("traceparent").map(|t| t.rsplit('-').next().unwrap_or("").to_owned());
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(next_effect_id())
-            .bind(format!(
+        record_effect(
+            tx,
+            format!(
                 "{} sampled={sampled} flags={} trace={trace_id}",
                 event.order_id,
                 flags.unwrap_or_default()
-            ))
-            .execute(tx.conn())
-            .await?;
+            ),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use support::{consume, database, effects, eventually, next_effect_id, relay, topic};
+use support::{consume, database, effects, eventually, record_effect, relay, topic};
 
 /// The service name every span of this test binary is exported under.
 fn service() -> &'static str {
@@ -65,11 +65,7 @@ struct Record;
 #[async_trait::async_trait]
 impl Handler<OrderCreated> for Record {
     async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(next_effect_id())
-            .bind(event.order_id.to_string())
-            .execute(tx.conn())
-            .await?;
+        record_effect(tx, event.order_id.to_string()).await?;
         Ok(())
     }
 }

@@ -1,52 +1,27 @@
 //! `process_batch`, the step every partition worker repeats, driven directly: a batch in,
 //! each message's outcome and the effects out.
 
-use platform::consumer::{
-    BatchOutcome, EventConsumer, EventMeta, Handler, HandlerError, Outcome, Subscriptions,
-};
-use platform::db::{Backend, Db, Tx};
+use platform::consumer::{BatchOutcome, EventConsumer, Outcome, Subscriptions};
+use platform::db::{Backend, Db};
 use platform::testing::{kafka_config, unique_name};
 use rdkafka::Timestamp;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use shared_events::{Event, OrderCreated, OrderItem};
+use shared_events::{Event, OrderCreated};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::support::{database, effects, next_effect_id, quick_retries, topic};
-
-/// Records the quantity of each order; an order of 13 breaks a rule (permanently).
-struct Record;
-
-#[async_trait::async_trait]
-impl Handler<OrderCreated> for Record {
-    async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
-        let quantity = event.items[0].quantity;
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(next_effect_id())
-            .bind(quantity.to_string())
-            .execute(tx.conn())
-            .await?;
-        if quantity == 13 {
-            return Err(HandlerError::permanent("13 is not sold"));
-        }
-        Ok(())
-    }
-}
+use crate::consumer::{RefusesThirteen, order_json};
+use crate::support::{database, effects, quick_retries, topic};
 
 /// An `OrderCreated` of `quantity` as consumed from `topic` at `offset`.
 fn message(topic: &str, offset: i64, event_id: Uuid, quantity: u32) -> OwnedMessage {
-    let event = OrderCreated {
-        order_id: Uuid::new_v4(),
-        user_id: Uuid::nil(),
-        items: vec![OrderItem { sku: "SKU".into(), quantity }],
-    };
     let id = event_id.to_string();
     let headers = OwnedHeaders::new()
         .insert(Header { key: "ce_id", value: Some(&id) })
         .insert(Header { key: "ce_type", value: Some(OrderCreated::TYPE) });
     OwnedMessage::new(
-        Some(serde_json::to_vec(&event).expect("json")),
-        Some(event.order_id.to_string().into_bytes()),
+        Some(order_json(quantity).into_bytes()),
+        Some(b"key".to_vec()),
         topic.to_owned(),
         Timestamp::NotAvailable,
         0,
@@ -61,7 +36,7 @@ async fn consumer(db: &Db, topic: &str) -> EventConsumer {
         &kafka_config(),
         &unique_name("group"),
         quick_retries(),
-        Subscriptions::new().on_topic::<OrderCreated>(topic, Record),
+        Subscriptions::new().on_topic::<OrderCreated>(topic, RefusesThirteen),
     )
     .await
     .expect("consumer starts")
@@ -123,5 +98,5 @@ async fn a_failing_message_rolls_its_batch_back_and_only_it_goes_to_the_dead_let
         .await
         .expect("dead letters");
     assert_eq!(dead.len(), 1, "only the failing message is dead-lettered");
-    assert_eq!(crate::consumer::headers_of(&dead[0])["dlt_error"], "permanent failure: 13 is not sold");
+    assert_eq!(crate::consumer::headers_of(&dead[0])["dlt_error"], "permanent failure: 13 is refused");
 }

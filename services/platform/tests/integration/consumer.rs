@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use shared_events::{OrderCreated, OrderItem};
 use uuid::Uuid;
 
-use crate::support::{consume, database, effects, eventually, next_effect_id, topic};
+use crate::support::{consume, database, effects, eventually, record_effect, topic};
 
 /// Every header of a message, as text.
 pub fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
@@ -27,6 +27,30 @@ pub fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// An `OrderCreated` of one line of `quantity`, as JSON.
+pub fn order_json(quantity: u32) -> String {
+    serde_json::to_string(&OrderCreated {
+        order_id: Uuid::new_v4(),
+        user_id: Uuid::nil(),
+        items: vec![OrderItem { sku: "SKU".into(), quantity }],
+    })
+    .expect("json")
+}
+
+/// Fails for good on quantity 13; records every other quantity.
+pub struct RefusesThirteen;
+
+#[async_trait::async_trait]
+impl Handler<OrderCreated> for RefusesThirteen {
+    async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
+        record_effect(tx, event.items[0].quantity).await?;
+        if event.items[0].quantity == 13 {
+            return Err(HandlerError::permanent("13 is refused"));
+        }
+        Ok(())
+    }
 }
 
 /// Produces a message straight to Kafka, as another service's relay would.
@@ -45,15 +69,6 @@ async fn produce(topic: &str, key: &str, payload: &str, event_id: Uuid) {
         .expect("produced");
 }
 
-fn order_json(quantity: u32) -> String {
-    serde_json::to_string(&OrderCreated {
-        order_id: Uuid::new_v4(),
-        user_id: Uuid::nil(),
-        items: vec![OrderItem { sku: "SKU".into(), quantity }],
-    })
-    .expect("json")
-}
-
 /// Fails (transiently) until the attempt `succeeds_on`, then records `<quantity>@<attempt>`.
 struct Flaky {
     succeeds_on: u32,
@@ -68,11 +83,7 @@ impl Handler<OrderCreated> for Flaky {
                 meta.attempt
             )));
         }
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(next_effect_id())
-            .bind(format!("{}@{}", event.items[0].quantity, meta.attempt))
-            .execute(tx.conn())
-            .await?;
+        record_effect(tx, format!("{}@{}", event.items[0].quantity, meta.attempt)).await?;
         Ok(())
     }
 }
@@ -88,11 +99,7 @@ impl Handler<OrderCreated> for Breakable {
         if self.broken.load(Ordering::SeqCst) {
             return Err(HandlerError::transient("the mail server is down"));
         }
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(next_effect_id())
-            .bind(event.items[0].quantity.to_string())
-            .execute(tx.conn())
-            .await?;
+        record_effect(tx, event.items[0].quantity.to_string()).await?;
         Ok(())
     }
 }
@@ -243,24 +250,6 @@ async fn an_always_failing_handler_reaches_the_dlt_after_five_attempts_and_repla
     stop.cancel();
     running.await.expect("consumer").expect("no worker died");
     assert_eq!(effects(&db).await, ["9"]);
-}
-
-/// Fails for good on quantity 13; records every other quantity.
-struct RefusesThirteen;
-
-#[async_trait::async_trait]
-impl Handler<OrderCreated> for RefusesThirteen {
-    async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(next_effect_id())
-            .bind(event.items[0].quantity.to_string())
-            .execute(tx.conn())
-            .await?;
-        if event.items[0].quantity == 13 {
-            return Err(HandlerError::permanent("13 is refused"));
-        }
-        Ok(())
-    }
 }
 
 #[tokio::test]

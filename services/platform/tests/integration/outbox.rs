@@ -19,11 +19,7 @@ struct RecordQuantity;
 #[async_trait::async_trait]
 impl Handler<OrderCreated> for RecordQuantity {
     async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(crate::support::next_effect_id())
-            .bind(event.items[0].quantity.to_string())
-            .execute(tx.conn())
-            .await?;
+        crate::support::record_effect(tx, event.items[0].quantity.to_string()).await?;
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use shared_events::{OrderCreated, OrderItem};
 use uuid::Uuid;
 
-use crate::support::{EFFECTS, effects, eventually, next_effect_id};
+use crate::support::{EFFECTS, effects, eventually};
 
 const TOPIC: &str = "it.supervised";
 
@@ -28,11 +28,7 @@ struct Buggy;
 impl Handler<OrderCreated> for Buggy {
     async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         assert!(!BROKEN.load(Ordering::SeqCst), "a bug in the handler");
-        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
-            .bind(next_effect_id())
-            .bind(event.order_id.to_string())
-            .execute(tx.conn())
-            .await?;
+        crate::support::record_effect(tx, event.order_id.to_string()).await?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use platform::config::RetryPolicy;
 use platform::consumer::{EventConsumer, Subscriptions, WorkerDied};
-use platform::db::{Db, Migrations};
+use platform::db::{Db, Migrations, Tx};
 use platform::outbox::{Relay, RelayConfig};
 use platform::testing::{TestDatabase, kafka_config, unique_name};
 use tokio_util::sync::CancellationToken;
@@ -79,6 +79,16 @@ pub async fn effects(db: &Db) -> Vec<String> {
         .fetch_all(db.pool())
         .await
         .expect("effects")
+}
+
+/// Records `payload` in the effects table, in `tx`.
+pub async fn record_effect(tx: &mut Tx, payload: impl ToString) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
+        .bind(next_effect_id())
+        .bind(payload.to_string())
+        .execute(tx.conn())
+        .await
+        .map(|_| ())
 }
 
 /// Ids that sort in the order they were taken (zero-padded), for effects in apply order.
