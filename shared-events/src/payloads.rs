@@ -23,6 +23,34 @@ pub enum FailureReason {
     CancelledByUser,
 }
 
+impl FailureReason {
+    /// Every reason of the contract.
+    pub const ALL: [Self; 5] =
+        [Self::OutOfStock, Self::UnknownSku, Self::InsufficientFunds, Self::NoWallet, Self::CancelledByUser];
+
+    /// The contract's words (`OUT_OF_STOCK`, ...), as events, stores and the API spell them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutOfStock => "OUT_OF_STOCK",
+            Self::UnknownSku => "UNKNOWN_SKU",
+            Self::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            Self::NoWallet => "NO_WALLET",
+            Self::CancelledByUser => "CANCELLED_BY_USER",
+        }
+    }
+
+    /// From the contract's words.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One line of an order as the client asked for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -242,6 +270,15 @@ mod tests {
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_reason_reads_the_same_in_events_as_in_text() {
+        for reason in FailureReason::ALL {
+            assert_eq!(serde_json::to_value(reason).expect("serialisable"), reason.as_str());
+            assert_eq!(FailureReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(FailureReason::parse("out_of_stock"), None);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! `PaymentFailed` (compensation) and on `PaymentRefunded` (a user's cancel).
 
 use async_trait::async_trait;
+use platform::clock::now_ms;
 use platform::consumer::{EventMeta, Handler, HandlerError};
 use platform::db::Tx;
-use platform::outbox::now_ms;
 use shared_events::{
     FailureReason, InventoryRejected, InventoryReleased, InventoryReserved, OrderCreated, PaymentFailed,
     PaymentRefunded,

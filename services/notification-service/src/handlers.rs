@@ -3,9 +3,9 @@
 //! then dead-lettered; what is dead-lettered is recorded as a failure.
 
 use async_trait::async_trait;
+use platform::clock::now_ms;
 use platform::consumer::{DeadLetter, DeadLetterHandler, EventMeta, Handler, HandlerError};
 use platform::db::Tx;
-use platform::outbox::now_ms;
 use shared_events::headers::dead_letter as dlt;
 use shared_events::{EmailSendMessage, OrderCancelled, OrderConfirmed, SmsSendMessage, UserSignedUp};
 use uuid::Uuid;

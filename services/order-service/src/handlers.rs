@@ -2,9 +2,9 @@
 //! `PaymentCompleted`; cancelled on `InventoryRejected` or `InventoryReleased`.
 
 use async_trait::async_trait;
+use platform::clock::now_ms;
 use platform::consumer::{EventMeta, Handler, HandlerError};
 use platform::db::Tx;
-use platform::outbox::now_ms;
 use shared_events::{InventoryRejected, InventoryReleased, OrderCancelled, OrderConfirmed, PaymentCompleted};
 use uuid::Uuid;
 

@@ -3,9 +3,9 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
+use platform::clock::now_ms;
 use platform::db::Db;
 use platform::extract::Json;
-use platform::outbox::now_ms;
 use platform::problem::Problem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -2,9 +2,9 @@
 //! `InventoryReserved`, refund on `OrderCancelRequested`.
 
 use async_trait::async_trait;
+use platform::clock::now_ms;
 use platform::consumer::{EventMeta, Handler, HandlerError};
 use platform::db::Tx;
-use platform::outbox::now_ms;
 use shared_events::{
     FailureReason, InventoryReserved, OrderCancelRequested, PaymentCompleted, PaymentFailed, PaymentRefunded,
     UserSignedUp,

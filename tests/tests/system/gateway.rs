@@ -3,8 +3,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::HeaderMap;
 use axum::routing::{any, get};
-use platform::testing::{TestService, service_config};
 use serde_json::{Value, json};
+use testkit::{TestService, service_config};
 
 use crate::helpers::{ALL, free_port, spawn_with};
 

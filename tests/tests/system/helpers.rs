@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::testing::{TestDatabase, TestService, service_config};
 use platform::{Context, ServiceConfig, ServiceSpec};
+use testkit::{TestDatabase, TestService, service_config};
 
 /// A service under test with the database it owns (kept as long as the service runs).
 pub struct Running {
@@ -91,7 +91,7 @@ pub async fn redeliver(topic: &str, key: &str) {
     use rdkafka::message::{Header, Headers, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    let kafka = platform::testing::kafka_config();
+    let kafka = testkit::kafka_config();
     let original = platform::dead_letter::read_all(&kafka, topic)
         .await
         .expect("read the topic")

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use platform::testing::{TestService, service_config};
 use serde_json::Value;
+use testkit::{TestService, service_config};
 
 use crate::helpers::{ALL, Running, spawn_with};
 

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use platform::testing::topic_prefix;
 use serde_json::{Value, json};
+use testkit::topic_prefix;
 
 use crate::helpers::{ALL, Running, spawn_with};
 

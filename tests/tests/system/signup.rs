@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use platform::testing::topic_prefix;
+use testkit::topic_prefix;
 
 use serde_json::{Value, json};
 

@@ -45,15 +45,13 @@ async fn every_service_is_healthy_and_ready_with_its_database_and_kafka() {
 
 #[tokio::test]
 async fn services_create_every_topic_of_the_contract_with_three_partitions() {
-    let prefix = platform::testing::topic_prefix();
+    let prefix = testkit::topic_prefix();
     let mut running = Vec::new();
     for service in ALL {
         running.push(spawn_with(service, |_, config| config.kafka.topic_prefix = prefix.clone()).await);
     }
     let consumer: BaseConsumer =
-        platform::kafka::client_config(&platform::testing::kafka_config(), "system-test")
-            .create()
-            .expect("client");
+        platform::kafka::client_config(&testkit::kafka_config(), "system-test").create().expect("client");
     let metadata =
         tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, Duration::from_secs(10)))
             .await
@@ -118,7 +116,7 @@ async fn an_unknown_path_is_a_problem_json_404() {
 
 #[tokio::test]
 async fn each_binary_serves_health_and_stops_cleanly_on_sigterm() {
-    let data = std::env::temp_dir().join(platform::testing::unique_name("binaries"));
+    let data = std::env::temp_dir().join(testkit::unique_name("binaries"));
     for name in [
         "gateway",
         "user-service",
@@ -131,8 +129,8 @@ async fn each_binary_serves_health_and_stops_cleanly_on_sigterm() {
         let mut child = Command::new(binary(name))
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", format!("sqlite://{}/{name}.db?mode=rwc", data.display()))
-            .env("KAFKA_BOOTSTRAP_SERVERS", platform::testing::kafka_bootstrap())
-            .env("ZIPKIN_ENDPOINT", format!("{}/api/v2/spans", platform::testing::zipkin_url()))
+            .env("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_bootstrap())
+            .env("ZIPKIN_ENDPOINT", format!("{}/api/v2/spans", testkit::zipkin_url()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

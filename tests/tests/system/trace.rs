@@ -18,8 +18,8 @@ struct System {
 
 impl System {
     async fn start() -> Self {
-        let prefix = platform::testing::topic_prefix();
-        let data = std::env::temp_dir().join(platform::testing::unique_name("trace"));
+        let prefix = testkit::topic_prefix();
+        let data = std::env::temp_dir().join(testkit::unique_name("trace"));
         let names =
             ["user-service", "order-service", "inventory-service", "payment-service", "notification-service"];
         let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
@@ -29,9 +29,9 @@ impl System {
             command
                 .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
                 .env("DATABASE_URL", format!("sqlite://{}/{name}.db?mode=rwc", data.display()))
-                .env("KAFKA_BOOTSTRAP_SERVERS", platform::testing::kafka_bootstrap())
+                .env("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_bootstrap())
                 .env("KAFKA_TOPIC_PREFIX", &prefix)
-                .env("ZIPKIN_ENDPOINT", format!("{}/api/v2/spans", platform::testing::zipkin_url()))
+                .env("ZIPKIN_ENDPOINT", format!("{}/api/v2/spans", testkit::zipkin_url()))
                 .env("RETRY_BACKOFF_MS", "100")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -66,7 +66,7 @@ impl Drop for System {
         for child in &mut self.children {
             let _ = child.wait();
         }
-        platform::testing::delete_topics_with_prefix(&self.prefix);
+        testkit::delete_topics_with_prefix(&self.prefix);
         let _ = std::fs::remove_dir_all(&self.data);
     }
 }
@@ -139,7 +139,7 @@ async fn one_order_is_one_trace_across_order_inventory_payment_and_notification(
     })
     .await;
 
-    let url = format!("{}/api/v2/trace/{trace_id}", platform::testing::zipkin_url());
+    let url = format!("{}/api/v2/trace/{trace_id}", testkit::zipkin_url());
     // Each process exports its spans on its own schedule (the batch exporter's 5 s
     // timer): wait for all five, the gateway included, before judging.
     let trace = poll("spans of the gateway and the four services in Zipkin", || async {

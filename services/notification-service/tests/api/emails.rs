@@ -1,7 +1,7 @@
 use platform::dead_letter::read_all;
-use platform::testing::kafka_config;
 use rdkafka::Message;
 use serde_json::json;
+use testkit::kafka_config;
 
 use crate::helpers::{problem, spawn_app};
 

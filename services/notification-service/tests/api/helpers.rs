@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use platform::testing::{TestDatabase, TestService, kafka_config, service_config};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use shared_events::Event;
+use testkit::{TestDatabase, TestService, kafka_config, service_config};
 use uuid::Uuid;
 
 /// The notification-service on a free port, a fresh database and its own topics.

@@ -1,6 +1,6 @@
 use platform::db::Db;
-use platform::testing::{TestDatabase, TestService, service_config};
 use serde_json::Value;
+use testkit::{TestDatabase, TestService, service_config};
 
 /// The user-service on a free port with a fresh database.
 pub struct TestApp {

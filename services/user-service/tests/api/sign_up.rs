@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use platform::dead_letter::read_all;
-use platform::testing::kafka_config;
 use rdkafka::Message;
 use serde_json::{Value, json};
+use testkit::kafka_config;
 
 use crate::helpers::{new_user, problem, spawn_app};
 

@@ -1,0 +1,277 @@
+//! The consumer runtime: typed handlers, effects exactly once, non-blocking retries and
+//! dead-letter topics.
+//!
+//! Each service is one consumer group. A handler gets the typed event, its metadata and
+//! an open write transaction; the event id is recorded in `processed_events` in that same
+//! transaction, so a redelivered event is dropped without a second effect. The offset is
+//! stored only after the transaction (or the forward to a retry or dead-letter topic) is
+//! done, and committed in the background: a crash redelivers, and the id check absorbs it.
+//!
+//! Partitions are worked concurrently, each in order. On SQLite the messages already
+//! fetched for a partition are applied in one transaction, and one by one only when one
+//! of them fails (see [`EventConsumer::process_batch`]). A worker that dies (a panic)
+//! ends the consumer with [`WorkerDied`], so the service stops and is restarted rather
+//! than leave its partition unconsumed. A handler error that may pass
+//! ([`HandlerError::Transient`]) sends the message to the retry topic of its attempt,
+//! `<group>.retry-<n>` (one per attempt, shared by every topic the group consumes), whose
+//! messages wait out the backoff before they run again, so the original partition moves
+//! on. After the last attempt, or at once for a message that can never succeed (not
+//! JSON, wrong shape, unknown type, a [`HandlerError::Permanent`]), it goes to
+//! `<topic>.dlt`, key and value unchanged, with headers saying where it came from and why.
+//!
+//! The parts: `handler` (what services write and the table routing topics to it),
+//! `delivery` (a message's headers and where it stands in its retries), `dedupe`,
+//! `forward` (retry and dead-letter topics), `span` (tracing), and `pipeline`, the step
+//! that composes them; this module runs the group membership and the partition workers.
+
+mod dedupe;
+mod delivery;
+mod forward;
+mod handler;
+mod pipeline;
+mod span;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::statistics::Statistics;
+use shared_events::topics;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use self::delivery::{retry_headers, retry_topic};
+use self::forward::Forwarder;
+pub use self::handler::{DeadLetter, DeadLetterHandler, EventMeta, Handler, HandlerError, Subscriptions};
+use self::pipeline::Pipeline;
+pub use self::pipeline::{BatchOutcome, Outcome};
+use crate::background::panic_message;
+use crate::config::{KafkaConfig, RetryPolicy};
+use crate::db::Db;
+use crate::kafka::producer;
+use crate::kafka::{KafkaSetupError, client_config, ensure_topics};
+use crate::metrics;
+
+/// The most messages of one partition applied in one transaction.
+const MAX_BATCH: usize = 128;
+
+/// Reports librdkafka's per-partition consumer lag as a metric.
+struct LagReporter;
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    metrics::consumer_lag(topic, *partition, stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
+/// A running consumer group member with its handlers.
+pub struct EventConsumer {
+    consumer: Arc<StreamConsumer<LagReporter>>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl std::fmt::Debug for EventConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventConsumer").field("group", &self.pipeline.group).finish()
+    }
+}
+
+impl EventConsumer {
+    /// Joins consumer group `group`, creating the subscribed topics, their retry topics and
+    /// their dead-letter topics if missing.
+    pub async fn start(
+        db: Db,
+        kafka: &KafkaConfig,
+        group: &str,
+        retry: RetryPolicy,
+        subscriptions: Subscriptions,
+    ) -> Result<Self, KafkaSetupError> {
+        let client_error =
+            |source| KafkaSetupError::Client { bootstrap: kafka.bootstrap_servers.clone(), source };
+        let mut topics = Vec::new();
+        let retry_topics: Vec<String> =
+            (1..retry.max_attempts).map(|attempt| retry_topic(group, attempt)).collect();
+        for topic in subscriptions.topics().iter().map(|t| kafka.topic(t)) {
+            topics.push(topics::dead_letter(&topic));
+            topics.push(topic);
+        }
+        topics.extend(retry_topics.iter().cloned());
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        ensure_topics(kafka, group, &topic_refs).await?;
+
+        let consumer: StreamConsumer<LagReporter> = client_config(kafka, &format!("{group}-consumer"))
+            .set("group.id", group)
+            // A new group starts at the beginning: nothing published before it joined is lost.
+            .set("auto.offset.reset", "earliest")
+            // Offsets are stored by the workers once an event is applied, and committed
+            // in the background from there.
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("statistics.interval.ms", "5000")
+            // An instance that crashed holds its partitions until its session times out
+            // (45 s by default): the chaos run saw sagas stall that long after a SIGKILL.
+            // 10 s (with a heartbeat every 3 s) bounds the stall and still rides out a
+            // pause of a few seconds without a rebalance.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "3000")
+            .create_with_context(LagReporter)
+            .map_err(client_error)?;
+        let subscribed: Vec<String> =
+            subscriptions.topics().iter().map(|t| kafka.topic(t)).chain(retry_topics).collect();
+        consumer
+            .subscribe(&subscribed.iter().map(String::as_str).collect::<Vec<_>>())
+            .map_err(client_error)?;
+        let producer = producer(kafka, &format!("{group}-forwarder")).map_err(client_error)?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            pipeline: Arc::new(Pipeline {
+                db: db.clone(),
+                group: group.to_owned(),
+                routes: subscriptions,
+                topic_prefix: kafka.topic_prefix.clone(),
+                forwarder: Forwarder { group: group.to_owned(), retry, producer, db },
+            }),
+        })
+    }
+
+    /// Consumes until `shutdown` is cancelled; then lets each worker finish the message in
+    /// hand, commits the stored offsets and leaves the group. Returns an error, after the
+    /// same shutdown, when a partition's worker died (a panic): its partition would
+    /// otherwise stay unconsumed while the service looks well.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerDied> {
+        // Workers stop on the caller's shutdown or when one of them dies.
+        let stopping = shutdown.child_token();
+        let mut workers: JoinSet<()> = JoinSet::new();
+        let mut partitions: HashMap<tokio::task::Id, (String, i32)> = HashMap::new();
+        let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+        let mut died = None;
+        loop {
+            let received = tokio::select! {
+                received = self.consumer.recv() => received,
+                Some(ended) = workers.join_next_with_id() => {
+                    let (id, outcome) = match ended {
+                        Ok((id, ())) => (id, None),
+                        Err(error) => (error.id(), Some(error)),
+                    };
+                    let (topic, partition) = partitions.remove(&id).unwrap_or_default();
+                    let reason = match outcome {
+                        Some(error) if error.is_panic() => format!("panicked: {}", panic_message(error.into_panic().as_ref())),
+                        _ => "stopped without being told to".to_owned(),
+                    };
+                    died = Some(WorkerDied { topic, partition, reason });
+                    break;
+                }
+                () = shutdown.cancelled() => break,
+            };
+            let message = match received {
+                Ok(message) => message.detach(),
+                Err(error) => {
+                    tracing::warn!(group = %self.pipeline.group, error = %error, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let key = (message.topic().to_owned(), message.partition());
+            let queue = queues.entry(key.clone()).or_insert_with(|| {
+                let (queue, id) = self.spawn_worker(&mut workers, &stopping);
+                partitions.insert(id, key);
+                queue
+            });
+            if let Err(mpsc::error::SendError(message)) = queue.send(message).await {
+                // The worker is gone (it died: the next turn of the loop sees it end); the
+                // message's offset was not stored, so it is redelivered after the restart.
+                tracing::debug!(topic = message.topic(), "worker gone, message left for redelivery");
+            }
+        }
+        stopping.cancel();
+        drop(queues);
+        while workers.join_next().await.is_some() {}
+        let consumer = self.consumer.clone();
+        // Committing and closing block in librdkafka, and closing can hang while the broker
+        // is gone: both run off the runtime.
+        let closed = tokio::task::spawn_blocking(move || {
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(%error, "final offset commit");
+            }
+            drop(consumer);
+        });
+        if tokio::time::timeout(Duration::from_secs(10), closed).await.is_err() {
+            tracing::warn!(group = %self.pipeline.group, "consumer did not close within 10 s");
+        }
+        tracing::info!(group = %self.pipeline.group, "consumer stopped");
+        died.map_or(Ok(()), Err)
+    }
+
+    /// Applies `batch` (messages of one partition, in offset order) as a partition's
+    /// worker does, without storing offsets: the step the workers repeat, for tests to
+    /// drive directly. `None` when `shutdown` interrupted it.
+    pub async fn process_batch(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Option<BatchOutcome> {
+        self.pipeline.process_batch(batch, shutdown).await.ok()
+    }
+
+    fn spawn_worker(
+        &self,
+        workers: &mut JoinSet<()>,
+        stopping: &CancellationToken,
+    ) -> (mpsc::Sender<OwnedMessage>, tokio::task::Id) {
+        let (queue, mut messages) = mpsc::channel::<OwnedMessage>(256);
+        let consumer = self.consumer.clone();
+        let pipeline = self.pipeline.clone();
+        let stopping = stopping.clone();
+        let worker = workers.spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            // What is already fetched for the partition, up to MAX_BATCH: a batch never
+            // waits for messages to come, so a lone message goes at once.
+            while messages.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                if stopping.is_cancelled() {
+                    break;
+                }
+                if pipeline.process_batch(&batch, &stopping).await.is_err() {
+                    break; // shut down mid-batch: leave what is not stored for redelivery
+                }
+                if let Some(last) = batch.last()
+                    && let Err(error) = consumer.store_offset(last.topic(), last.partition(), last.offset())
+                {
+                    // The partition was reassigned meanwhile; its new owner redelivers.
+                    tracing::debug!(%error, topic = last.topic(), "offset not stored");
+                }
+                batch.clear();
+            }
+            // Told to stop, or the queue closed: wait for the loop to notice and end.
+            stopping.cancelled().await;
+        });
+        (queue, worker.id())
+    }
+}
+
+/// A partition's worker ended before the consumer was told to stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the worker of {topic}[{partition}] {reason}")]
+pub struct WorkerDied {
+    /// The topic of its partition.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// How it ended (the panic's message).
+    pub reason: String,
+}
+
+/// Shutdown came before the message was done with.
+struct Interrupted;

@@ -1,0 +1,449 @@
+//! The transactional outbox: events are written in the transaction of the state change
+//! they describe ([`Tx::publish`]), and the [`Relay`] publishes them to Kafka afterwards.
+//!
+//! Delivery is at least once. The relay marks rows published only after Kafka has
+//! acknowledged them (idempotent producer, acks=all); a crash between the ack and the
+//! mark publishes them again, and consumers drop the duplicate by event id.
+//!
+//! Order: pending rows are sent in id order, one aggregate's rows share a key and so a
+//! partition, and the idempotent producer keeps a partition's order across retries. A row
+//! after an unacknowledged one is not marked, so it cannot overtake it. Ids follow commit
+//! order per aggregate because services lock an aggregate's row before writing its events.
+//!
+//! On PostgreSQL several instances of a service may share the database: a batch is read,
+//! sent and marked under one transaction-scoped advisory lock, so the relays take turns
+//! instead of all sending the same rows (order would survive that, through the consumers'
+//! duplicate check, but every event would go out once per instance). On SQLite there is
+//! one process per database file.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use shared_events::{Event, headers};
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::cleanup::{self, Retention};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::config::KafkaConfig;
+use crate::db::{Backend, Db, Tx};
+use crate::kafka::producer;
+use crate::metrics;
+
+impl Tx {
+    /// Adds `event` to the outbox, to be published once this transaction commits. The
+    /// current span's trace context is kept with it, so its consumers join the trace.
+    /// Returns the event id (`ce_id`).
+    pub async fn publish<E: Event>(&mut self, event: &E) -> Result<Uuid, sqlx::Error> {
+        self.publish_to(E::TOPIC, event).await
+    }
+
+    /// [`Tx::publish`] onto another topic than the event's own (tests use fresh topics).
+    /// The row is written with the transaction's other events at commit, in one statement.
+    pub async fn publish_to<E: Event>(&mut self, topic: &str, event: &E) -> Result<Uuid, sqlx::Error> {
+        let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        // Time-ordered (v7): the outbox and every consumer's `processed_events` index it, and
+        // inserts then append to those indexes instead of dirtying a random page each.
+        let event_id = Uuid::now_v7();
+        let mut trace = current_trace_context();
+        self.outbox.push(OutboxRow {
+            event_id: event_id.to_string(),
+            topic: topic.to_owned(),
+            key: event.key(),
+            event_type: E::TYPE,
+            payload,
+            traceparent: trace.remove(headers::TRACEPARENT),
+            tracestate: trace.remove(headers::TRACESTATE),
+            created_at_ms: now_ms(),
+        });
+        Ok(event_id)
+    }
+}
+
+/// An event published in a transaction, written to the outbox when it commits.
+#[derive(Debug)]
+pub(crate) struct OutboxRow {
+    event_id: String,
+    topic: String,
+    key: String,
+    event_type: &'static str,
+    payload: String,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    created_at_ms: i64,
+}
+
+/// Rows per INSERT: 8 parameters each, well under SQLite's limit of 32,766 per statement.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Writes `rows` to the outbox, in their order, with as few statements as the limit allows.
+pub(crate) async fn insert_rows(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[OutboxRow],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, traceparent, tracestate, \
+             created_at_ms) VALUES {}",
+            crate::db::values(chunk.len(), 8, 1)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            insert = insert
+                .bind(row.event_id.as_str())
+                .bind(row.topic.as_str())
+                .bind(row.key.as_str())
+                .bind(row.event_type)
+                .bind(row.payload.as_str())
+                .bind(row.traceparent.as_deref())
+                .bind(row.tracestate.as_deref())
+                .bind(row.created_at_ms);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// W3C trace context of the current span (empty when nothing is traced).
+fn current_trace_context() -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    let context = Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier
+}
+
+/// Events of `db` waiting to be published.
+pub async fn backlog(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").fetch_one(db.pool()).await
+}
+
+/// How the relay batches, waits and cleans up.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows claimed and sent together at most.
+    pub batch_size: usize,
+    /// How often to look for rows when no commit woke the relay (a safety net: commits
+    /// in this process and, on PostgreSQL, in every process wake it at once).
+    pub poll_interval: Duration,
+    /// How long published rows and processed event ids are kept.
+    pub retention: Retention,
+    /// How often old rows are deleted.
+    pub cleanup_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            poll_interval: Duration::from_secs(1),
+            retention: Retention::default(),
+            cleanup_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a relay step failed; the relay logs it and tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Reading or marking the outbox failed.
+    #[error("outbox database")]
+    Db(#[from] sqlx::Error),
+    /// Kafka did not acknowledge a message.
+    #[error("publishing to kafka")]
+    Kafka(#[from] KafkaError),
+}
+
+/// Publishes the outbox of one service database to Kafka.
+#[derive(Clone)]
+pub struct Relay {
+    db: Db,
+    producer: FutureProducer,
+    source: &'static str,
+    config: RelayConfig,
+    topic_prefix: String,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("source", &self.source).field("config", &self.config).finish()
+    }
+}
+
+/// One claimed outbox row.
+struct Pending {
+    id: i64,
+    event_id: String,
+    topic: String,
+    key: String,
+    event_type: String,
+    payload: String,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    created_at_ms: i64,
+}
+
+/// Key of the PostgreSQL advisory lock that serialises the relays of one database.
+const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+
+impl Relay {
+    /// A relay for `db`, publishing as `source` (the `ce_source` of its events).
+    pub fn new(
+        db: Db,
+        kafka: &KafkaConfig,
+        source: &'static str,
+        config: RelayConfig,
+    ) -> Result<Self, KafkaError> {
+        let producer = producer(kafka, &format!("{source}-relay"))?;
+        Ok(Self { db, producer, source, config, topic_prefix: kafka.topic_prefix.clone() })
+    }
+
+    /// Publishes one batch of pending events and marks them published; returns how many.
+    /// Tests call this step directly instead of waiting on [`Relay::run`].
+    pub async fn publish_pending(&self) -> Result<usize, RelayError> {
+        let mut tx = match self.db.backend() {
+            Backend::Postgres => {
+                let mut tx = self.db.pool().begin().await?;
+                sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS relay_lock")
+                    .bind(RELAY_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(tx)
+            }
+            // A long read would hold no lock, but a transaction held open across the
+            // publish would block the service's writers: read outside one.
+            Backend::Sqlite => None,
+        };
+        let select = sqlx::query(
+            "SELECT id, event_id, topic, message_key, event_type, payload, traceparent, tracestate, created_at_ms \
+             FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.config.batch_size as i64);
+        let rows = match tx.as_mut() {
+            Some(tx) => select.fetch_all(&mut **tx).await?,
+            None => select.fetch_all(self.db.pool()).await?,
+        };
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<Pending> = rows
+            .iter()
+            .map(|row| {
+                Ok(Pending {
+                    id: row.try_get(0)?,
+                    event_id: row.try_get(1)?,
+                    topic: row.try_get(2)?,
+                    key: row.try_get(3)?,
+                    event_type: row.try_get(4)?,
+                    payload: row.try_get(5)?,
+                    traceparent: row.try_get(6)?,
+                    tracestate: row.try_get(7)?,
+                    created_at_ms: row.try_get(8)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+
+        let sent = self.send_all(&batch).await;
+        // Mark what Kafka acknowledged, in id order up to the first failure: a row after
+        // a failed one waits, so a retry cannot overtake it.
+        let acked: Vec<i64> =
+            batch.iter().zip(&sent).map_while(|(row, sent)| sent.is_ok().then_some(row.id)).collect();
+        if !acked.is_empty() {
+            let sql = format!(
+                "UPDATE outbox SET published_at_ms = $1 WHERE id IN ({})",
+                crate::db::params(acked.len(), 2)
+            );
+            let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+            for id in &acked {
+                update = update.bind(*id);
+            }
+            match tx.as_mut() {
+                Some(tx) => update.execute(&mut **tx).await?,
+                None => {
+                    let mut write = self.db.begin_write().await?;
+                    let done = update.execute(write.conn()).await?;
+                    write.commit().await?;
+                    done
+                }
+            };
+        }
+        if let Some(tx) = tx {
+            tx.commit().await?;
+        }
+        metrics::outbox_published(acked.len());
+        match sent.into_iter().find_map(Result::err) {
+            Some(error) => Err(error.into()),
+            None => Ok(acked.len()),
+        }
+    }
+
+    /// Sends every row, then waits for every acknowledgement.
+    async fn send_all(&self, batch: &[Pending]) -> Vec<Result<(), KafkaError>> {
+        let topics: Vec<String> =
+            batch.iter().map(|row| format!("{}{}", self.topic_prefix, row.topic)).collect();
+        let deliveries = batch.iter().zip(&topics).map(|(row, topic)| {
+            let span = send_span(row);
+            let headers = self.headers(row, &span);
+            let record = FutureRecord::to(topic).key(&row.key).payload(&row.payload).headers(headers);
+            let created_at_ms = row.created_at_ms;
+            // Queue the message now (sending is synchronous up to the producer's buffer);
+            // only the acknowledgement is awaited.
+            let queued = self.producer.send_result(record).map_err(|(error, _)| error);
+            async move {
+                let delivered = match queued {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _))) => Err(error),
+                        Err(_canceled) => Err(KafkaError::Canceled),
+                    },
+                    Err(error) => Err(error),
+                };
+                if delivered.is_ok() {
+                    metrics::outbox_publish_latency(now_ms() - created_at_ms);
+                }
+                delivered
+            }
+            .instrument(span)
+        });
+        join_all(deliveries).await
+    }
+
+    fn headers(&self, row: &Pending, send_span: &Span) -> OwnedHeaders {
+        let time = rfc3339_ms(row.created_at_ms);
+        let mut headers = OwnedHeaders::new_with_capacity(8)
+            .insert(Header { key: headers::CE_SPECVERSION, value: Some(headers::SPEC_VERSION) })
+            .insert(Header { key: headers::CE_ID, value: Some(&row.event_id) })
+            .insert(Header { key: headers::CE_TYPE, value: Some(&row.event_type) })
+            .insert(Header { key: headers::CE_SOURCE, value: Some(self.source) })
+            .insert(Header { key: headers::CE_TIME, value: Some(&time) })
+            .insert(Header { key: headers::CONTENT_TYPE, value: Some(headers::JSON) });
+        // The send span continues the trace stored with the row; consumers continue it.
+        let mut trace = HashMap::new();
+        TraceContextPropagator::new().inject_context(&send_span.context(), &mut trace);
+        let traceparent = trace.get(headers::TRACEPARENT).or(row.traceparent.as_ref());
+        let tracestate = trace.get(headers::TRACESTATE).or(row.tracestate.as_ref());
+        for (key, value) in [(headers::TRACEPARENT, traceparent), (headers::TRACESTATE, tracestate)] {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                headers = headers.insert(Header { key, value: Some(value) });
+            }
+        }
+        headers
+    }
+
+    /// Events waiting to be published.
+    pub async fn backlog(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL")
+            .fetch_one(self.db.pool())
+            .await
+    }
+
+    /// Publishes until `shutdown` is cancelled: a batch whenever a commit rings, at least
+    /// every poll interval, batch after batch while a backlog lasts.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let written = self.db.outbox_written();
+        let mut listener = self.listen().await;
+        let mut last_cleanup = Instant::now();
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let outcome = tokio::select! {
+                outcome = self.publish_pending() => outcome,
+                () = shutdown.cancelled() => break,
+            };
+            match outcome {
+                // A full batch: there is likely more, go on without waiting.
+                Ok(n) if n == self.config.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(error = %crate::error_chain(&error), failures, "outbox relay step failed");
+                    let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            }
+            if last_cleanup.elapsed() >= self.config.cleanup_interval {
+                last_cleanup = Instant::now();
+                if let Err(error) = cleanup::delete_expired(&self.db, self.config.retention).await {
+                    tracing::warn!(%error, "outbox clean-up failed");
+                }
+            }
+            tokio::select! {
+                () = written.notified() => {}
+                () = notified_by_postgres(&mut listener) => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+        tracing::info!(source = self.source, "outbox relay stopped");
+    }
+
+    /// On PostgreSQL, a listener on the `outbox` channel: commits of other processes on
+    /// the same database wake this relay too.
+    async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
+        if self.db.backend() != Backend::Postgres {
+            return None;
+        }
+        let url = self.db.url();
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+            listener.listen("outbox").await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "LISTEN outbox failed: the relay falls back to polling");
+                None
+            }
+        }
+    }
+}
+
+/// Completes on a notification on the listener, or never without one.
+async fn notified_by_postgres(listener: &mut Option<sqlx::postgres::PgListener>) {
+    match listener {
+        Some(listening) => {
+            if let Err(error) = listening.recv().await {
+                tracing::warn!(%error, "LISTEN outbox lost: the relay falls back to polling");
+                *listener = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The `send` span of one row, child of the context stored with it (none without one).
+fn send_span(row: &Pending) -> Span {
+    let Some(traceparent) = &row.traceparent else { return Span::none() };
+    let mut carrier = HashMap::from([(headers::TRACEPARENT.to_owned(), traceparent.clone())]);
+    if let Some(state) = &row.tracestate {
+        carrier.insert(headers::TRACESTATE.to_owned(), state.clone());
+    }
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    let span = tracing::info_span!(
+        "send",
+        otel.name = %format!("{} send", row.topic),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation = "publish",
+        messaging.destination.name = %row.topic,
+        messaging.message.id = %row.event_id,
+        cloudevents.event_type = %row.event_type,
+    );
+    let _ = span.set_parent(parent);
+    span
+}

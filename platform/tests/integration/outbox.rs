@@ -1,0 +1,252 @@
+use std::time::Duration;
+
+use platform::cleanup::Retention;
+use platform::consumer::{EventMeta, Handler, HandlerError, Subscriptions};
+use platform::db::Tx;
+use rdkafka::Message;
+use shared_events::{OrderCreated, OrderItem};
+use testkit::kafka_config;
+use uuid::Uuid;
+
+use crate::support::{consume, database, effects, eventually, relay, topic};
+
+fn order(order_id: Uuid, quantity: u32) -> OrderCreated {
+    OrderCreated { order_id, user_id: Uuid::nil(), items: vec![OrderItem { sku: "SKU".into(), quantity }] }
+}
+
+/// Records each applied event's quantity as an effect, keyed by a fresh id in apply order.
+struct RecordQuantity;
+
+#[async_trait::async_trait]
+impl Handler<OrderCreated> for RecordQuantity {
+    async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
+        crate::support::record_effect(tx, event.items[0].quantity.to_string()).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_publishes_nothing() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.rollback").await;
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 1)).await.expect("enqueue");
+    tx.rollback().await.expect("rollback");
+
+    let relay = relay(&db);
+    assert_eq!(relay.backlog().await.expect("backlog"), 0);
+    assert_eq!(relay.publish_pending().await.expect("relay step"), 0);
+    let messages = platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read");
+    assert!(messages.is_empty(), "{} message(s) published", messages.len());
+}
+
+#[tokio::test]
+async fn an_event_committed_before_a_crash_is_published_after_restart() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.crash").await;
+    let order_id = Uuid::new_v4();
+    let mut tx = db.begin_write().await.expect("begin");
+    let event_id = tx.publish_to(&topic, &order(order_id, 3)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    // The process "dies" here: no relay ran. A new one, as after a restart, finds the row.
+    let restarted = relay(&db);
+    assert_eq!(restarted.backlog().await.expect("backlog"), 1);
+    assert_eq!(restarted.publish_pending().await.expect("relay step"), 1);
+    assert_eq!(restarted.backlog().await.expect("backlog"), 0);
+
+    let messages = platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read");
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    assert_eq!(message.key(), Some(order_id.to_string().as_bytes()));
+    let headers = crate::consumer::headers_of(message);
+    assert_eq!(headers["ce_id"], event_id.to_string());
+    assert_eq!(headers["ce_type"], "order.created.v1");
+    assert_eq!(headers["ce_source"], "platform-test");
+    assert_eq!(headers["ce_specversion"], "1.0");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(headers["ce_time"].ends_with('Z'), "{}", headers["ce_time"]);
+    let payload: serde_json::Value =
+        serde_json::from_slice(message.payload().expect("payload")).expect("json");
+    assert_eq!(payload["orderId"], order_id.to_string());
+}
+
+#[tokio::test]
+async fn a_redelivered_event_has_one_effect() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.duplicate").await;
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 7)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    let relay = relay(&db);
+    assert_eq!(relay.publish_pending().await.expect("publish"), 1);
+    // A crash between Kafka's ack and the mark: the row is pending again and goes twice.
+    sqlx::query("UPDATE outbox SET published_at_ms = NULL").execute(db.pool()).await.expect("unmark");
+    assert_eq!(relay.publish_pending().await.expect("publish again"), 1);
+    assert_eq!(platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read").len(), 2);
+
+    let (stop, running) =
+        consume(&db, Subscriptions::new().on_topic::<OrderCreated>(&topic, RecordQuantity)).await;
+    eventually(Duration::from_secs(30), "the event applied", || async { !effects(&db).await.is_empty() })
+        .await;
+    // Give the duplicate every chance to be applied too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    running.await.expect("consumer task").expect("no worker died");
+    assert_eq!(effects(&db).await, ["7"]);
+}
+
+#[tokio::test]
+async fn a_thousand_events_of_one_key_arrive_in_order() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.order").await;
+    let order_id = Uuid::new_v4();
+    // In transactions of a few events each, as a service writes them.
+    for chunk in (1..=1000u32).collect::<Vec<_>>().chunks(7) {
+        let mut tx = db.begin_write().await.expect("begin");
+        for quantity in chunk {
+            tx.publish_to(&topic, &order(order_id, *quantity)).await.expect("enqueue");
+        }
+        tx.commit().await.expect("commit");
+    }
+    let stop_relay = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay(&db).run(stop_relay.clone()));
+    let (stop, running) =
+        consume(&db, Subscriptions::new().on_topic::<OrderCreated>(&topic, RecordQuantity)).await;
+    eventually(Duration::from_secs(60), "1000 events applied", || async { effects(&db).await.len() >= 1000 })
+        .await;
+    stop.cancel();
+    stop_relay.cancel();
+    running.await.expect("consumer task").expect("no worker died");
+    relaying.await.expect("relay task");
+
+    let seen: Vec<u32> = effects(&db).await.iter().map(|q| q.parse().expect("number")).collect();
+    assert_eq!(seen, (1..=1000).collect::<Vec<u32>>());
+}
+
+#[tokio::test]
+async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.wake").await;
+    let config =
+        platform::outbox::RelayConfig { poll_interval: Duration::from_secs(3600), ..Default::default() };
+    let relay =
+        platform::outbox::Relay::new(db.clone(), &kafka_config(), "platform-test", config).expect("relay");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay.clone().run(stop.clone()));
+    // Let it go idle first, waiting on its hour-long poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 1)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    eventually(Duration::from_secs(10), "the relay published the event", || async {
+        relay.backlog().await.expect("backlog") == 0
+    })
+    .await;
+    stop.cancel();
+    relaying.await.expect("relay task");
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_database_keep_order_and_send_each_event_once() {
+    // Always PostgreSQL: SQLite has one process per database file.
+    let database = testkit::TestDatabase::create_on(testkit::TestBackend::Postgres).await;
+    let instance_a = platform::db::Db::connect(&database.url, &[&crate::support::EFFECTS]).await.expect("a");
+    let instance_b = platform::db::Db::connect(&database.url, &[&crate::support::EFFECTS]).await.expect("b");
+    let topic = topic("it.outbox.instances").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relays = [
+        tokio::spawn(relay(&instance_a).run(stop.clone())),
+        tokio::spawn(relay(&instance_b).run(stop.clone())),
+    ];
+    // One aggregate written through both instances in turn, while both relays run.
+    let order_id = Uuid::new_v4();
+    for quantity in 1..=600u32 {
+        let db = if quantity % 2 == 0 { &instance_a } else { &instance_b };
+        let mut tx = db.begin_write().await.expect("begin");
+        tx.publish_to(&topic, &order(order_id, quantity)).await.expect("enqueue");
+        tx.commit().await.expect("commit");
+    }
+    let (stop_consumer, running) =
+        consume(&instance_a, Subscriptions::new().on_topic::<OrderCreated>(&topic, RecordQuantity)).await;
+    eventually(Duration::from_secs(60), "600 events applied", || async {
+        effects(&instance_a).await.len() >= 600
+    })
+    .await;
+    stop_consumer.cancel();
+    running.await.expect("consumer task").expect("no worker died");
+    stop.cancel();
+    for relaying in relays {
+        relaying.await.expect("relay task");
+    }
+    let seen: Vec<u32> = effects(&instance_a).await.iter().map(|q| q.parse().expect("number")).collect();
+    assert_eq!(seen, (1..=600).collect::<Vec<u32>>());
+    // The relays took turns: no row was sent by both.
+    let published = platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read");
+    assert_eq!(published.len(), 600);
+    instance_a.close().await;
+    instance_b.close().await;
+}
+
+#[tokio::test]
+async fn published_rows_and_old_event_ids_are_removed_after_their_retention() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.retention").await;
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 1)).await.expect("enqueue");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 2)).await.expect("enqueue");
+    sqlx::query(
+        "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ('g', 'old', 0)",
+    )
+    .execute(tx.conn())
+    .await
+    .expect("old id");
+    sqlx::query(
+        "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ('g', 'new', $1)",
+    )
+    .bind(platform::clock::now_ms())
+    .execute(tx.conn())
+    .await
+    .expect("new id");
+    tx.commit().await.expect("commit");
+    let config = platform::outbox::RelayConfig { batch_size: 1, ..Default::default() };
+    let relay =
+        platform::outbox::Relay::new(db.clone(), &kafka_config(), "platform-test", config).expect("relay");
+    assert_eq!(relay.publish_pending().await.expect("one of two"), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let retention = Retention { published: Duration::ZERO, processed: Duration::from_secs(3600) };
+    platform::cleanup::delete_expired(&db, retention).await.expect("clean up");
+
+    let left: Vec<(Option<i64>,)> =
+        sqlx::query_as("SELECT published_at_ms FROM outbox").fetch_all(db.pool()).await.expect("outbox");
+    assert_eq!(left, [(None,)], "the published row is gone, the pending one stays");
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM processed_events").fetch_all(db.pool()).await.expect("ids");
+    assert_eq!(ids, ["new"]);
+}
+
+#[tokio::test]
+async fn a_commit_in_another_process_wakes_the_relay_through_postgres() {
+    // Always PostgreSQL: LISTEN/NOTIFY is how instances wake each other's relays there.
+    let database = testkit::TestDatabase::create_on(testkit::TestBackend::Postgres).await;
+    let relaying_instance = platform::db::Db::connect(&database.url, &[]).await.expect("a");
+    let writing_instance = platform::db::Db::connect(&database.url, &[]).await.expect("b");
+    let topic = topic("it.outbox.notify").await;
+    let config =
+        platform::outbox::RelayConfig { poll_interval: Duration::from_secs(3600), ..Default::default() };
+    let relay =
+        platform::outbox::Relay::new(relaying_instance.clone(), &kafka_config(), "platform-test", config)
+            .expect("relay");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay.clone().run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Committed through the other instance: its in-process doorbell rings nobody.
+    let mut tx = writing_instance.begin_write().await.expect("begin");
+    tx.publish_to(&topic, &order(Uuid::new_v4(), 1)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    eventually(Duration::from_secs(10), "the other instance's relay published it", || async {
+        relay.backlog().await.expect("backlog") == 0
+    })
+    .await;
+    stop.cancel();
+    relaying.await.expect("relay task");
+}

@@ -1,0 +1,101 @@
+//! A service whose consumer worker dies stops by itself with the reason, and the message
+//! that killed it is applied after the restart: nothing is lost, nothing hangs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use platform::app::RunError;
+use platform::background::TaskDied;
+use platform::consumer::{EventMeta, Handler, HandlerError, Subscriptions};
+use platform::db::Tx;
+use platform::{Application, ServiceDefaults, ServiceSpec};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use shared_events::{OrderCreated, OrderItem};
+use testkit::{TestDatabase, kafka_config, service_config};
+use uuid::Uuid;
+
+use crate::support::{EFFECTS, effects, eventually};
+
+const TOPIC: &str = "it.supervised";
+
+/// Set while the handler is to panic, as a bug in a handler would.
+static BROKEN: AtomicBool = AtomicBool::new(true);
+
+struct Buggy;
+
+#[async_trait::async_trait]
+impl Handler<OrderCreated> for Buggy {
+    async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
+        assert!(!BROKEN.load(Ordering::SeqCst), "a bug in the handler");
+        crate::support::record_effect(tx, event.order_id.to_string()).await?;
+        Ok(())
+    }
+}
+
+fn spec() -> ServiceSpec {
+    ServiceSpec {
+        migrations: vec![EFFECTS],
+        subscriptions: |_| Subscriptions::new().on_topic::<OrderCreated>(TOPIC, Buggy),
+        ..ServiceSpec::new(ServiceDefaults { name: "supervised", port: 0 })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_consumer_worker_stops_the_service_with_why_and_its_message_is_applied_after_restart() {
+    let database = TestDatabase::create().await;
+    let spec = spec();
+    let config = service_config(&spec, &database.url);
+    let topic = config.kafka.topic(TOPIC);
+
+    let app = Application::build(&spec, config.clone(), |_| axum::Router::new()).await.expect("starts");
+    let running = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let order = OrderCreated {
+        order_id: Uuid::new_v4(),
+        user_id: Uuid::nil(),
+        items: vec![OrderItem { sku: "SKU".into(), quantity: 1 }],
+    };
+    let producer: FutureProducer =
+        platform::kafka::client_config(&kafka_config(), "supervision-test").create().expect("producer");
+    let id = Uuid::new_v4().to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "ce_id", value: Some(&id) })
+        .insert(Header { key: "ce_type", value: Some("order.created.v1") });
+    let payload = serde_json::to_string(&order).expect("json");
+    let sent = producer
+        .send(FutureRecord::to(&topic).key("k").payload(&payload).headers(headers), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produced");
+
+    // It stops by itself, naming the task, the partition and the panic.
+    let stopped = tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("the service stops by itself when its worker dies")
+        .expect("the service task");
+    match stopped {
+        Err(RunError::TaskDied(TaskDied { task, reason })) => {
+            assert_eq!(task, "consumer");
+            assert_eq!(
+                reason,
+                format!("the worker of {topic}[{}] panicked: a bug in the handler", sent.partition)
+            );
+        }
+        other => panic!("expected the consumer's death, got {other:?}"),
+    }
+
+    // Started again with the bug fixed, it applies the message it died on.
+    BROKEN.store(false, Ordering::SeqCst);
+    let app = Application::build(&spec, config, |_| axum::Router::new()).await.expect("starts again");
+    let db = app.context().db.clone().expect("a database");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    eventually(Duration::from_secs(60), "the message applied after the restart", || async {
+        effects(&db).await == [order.order_id.to_string()]
+    })
+    .await;
+    let _ = stop.send(());
+    running.await.expect("the service task").expect("a clean stop");
+}
