@@ -229,6 +229,35 @@ pub fn params(count: usize, first: usize) -> String {
     (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
+/// Column `index` of `row`, stored as text and read back with [`FromStr`]: ids (a
+/// [`uuid::Uuid`]) and statuses (an enum) are written with `to_string()`/`as_str()` and
+/// read with this, the one decoding point of every store. Text that does not parse is a
+/// decode error naming the column's value.
+pub fn text_at<T>(row: &sqlx::any::AnyRow, index: usize) -> Result<T, sqlx::Error>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    use sqlx::Row as _;
+    let text: &str = row.try_get(index)?;
+    text.parse().map_err(|error| decode_error(text, error))
+}
+
+/// [`text_at`] for a nullable column.
+pub fn optional_text_at<T>(row: &sqlx::any::AnyRow, index: usize) -> Result<Option<T>, sqlx::Error>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    use sqlx::Row as _;
+    let text: Option<&str> = row.try_get(index)?;
+    text.map(|text| text.parse().map_err(|error| decode_error(text, error))).transpose()
+}
+
+fn decode_error(text: &str, error: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("stored value {text:?}: {error}").into())
+}
+
 /// A write transaction: a state change and the events it publishes commit together.
 ///
 /// Store functions take [`Tx::conn`]; [`Tx::publish`](crate::outbox) adds an event to the

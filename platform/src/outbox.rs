@@ -16,6 +16,7 @@
 //! duplicate check, but every event would go out once per instance). On SQLite there is
 //! one process per database file.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -59,7 +60,7 @@ impl Tx {
             event_id: event_id.to_string(),
             topic: topic.to_owned(),
             key: event.key(),
-            event_type: E::TYPE,
+            event_type: Cow::Borrowed(E::TYPE),
             payload,
             traceparent: trace.remove(headers::TRACEPARENT),
             tracestate: trace.remove(headers::TRACESTATE),
@@ -67,6 +68,39 @@ impl Tx {
         });
         Ok(event_id)
     }
+
+    /// Adds an event that was published before to the outbox again, as it was: the same
+    /// id, type, key and payload (a dead letter put back on its topic). A consumer that
+    /// applied it after all drops it by its id. The current span's trace context goes
+    /// with it, as with [`Tx::publish`].
+    pub fn publish_again(&mut self, event: Republish) {
+        let mut trace = current_trace_context();
+        self.outbox.push(OutboxRow {
+            event_id: event.event_id,
+            topic: event.topic,
+            key: event.key,
+            event_type: Cow::Owned(event.event_type),
+            payload: event.payload,
+            traceparent: trace.remove(headers::TRACEPARENT),
+            tracestate: trace.remove(headers::TRACESTATE),
+            created_at_ms: now_ms(),
+        });
+    }
+}
+
+/// An event to publish once more, exactly as it was published the first time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Republish {
+    /// The contract's topic name (the relay puts the topic prefix before it).
+    pub topic: String,
+    /// Its `ce_id`.
+    pub event_id: String,
+    /// Its `ce_type`.
+    pub event_type: String,
+    /// The message key.
+    pub key: String,
+    /// The JSON payload.
+    pub payload: String,
 }
 
 /// An event published in a transaction, written to the outbox when it commits.
@@ -75,7 +109,7 @@ pub(crate) struct OutboxRow {
     event_id: String,
     topic: String,
     key: String,
-    event_type: &'static str,
+    event_type: Cow<'static, str>,
     payload: String,
     traceparent: Option<String>,
     tracestate: Option<String>,
@@ -102,7 +136,7 @@ pub(crate) async fn insert_rows(
                 .bind(row.event_id.as_str())
                 .bind(row.topic.as_str())
                 .bind(row.key.as_str())
-                .bind(row.event_type)
+                .bind(row.event_type.as_ref())
                 .bind(row.payload.as_str())
                 .bind(row.traceparent.as_deref())
                 .bind(row.tracestate.as_deref())

@@ -90,3 +90,20 @@ async fn an_unreachable_database_is_named_in_the_error() {
     assert!(text.starts_with("cannot use database "), "{text}");
     assert!(!text.contains("secret"), "the password leaked: {text}");
 }
+
+#[tokio::test]
+async fn ids_and_statuses_stored_as_text_read_back_typed_and_bad_text_is_a_decode_error() {
+    let database = TestDatabase::create().await;
+    let db = Db::connect(&database.url, &[]).await.expect("connect");
+    let id = uuid::Uuid::now_v7();
+    let row = sqlx::query("SELECT $1, CAST(NULL AS TEXT), 'not-a-uuid'")
+        .bind(id.to_string())
+        .fetch_one(db.pool())
+        .await
+        .expect("select");
+    assert_eq!(platform::db::text_at::<uuid::Uuid>(&row, 0).expect("an id"), id);
+    assert_eq!(platform::db::optional_text_at::<uuid::Uuid>(&row, 1).expect("null"), None);
+    let error = platform::db::text_at::<uuid::Uuid>(&row, 2).expect_err("not an id");
+    assert!(error.to_string().contains("\"not-a-uuid\""), "{error}");
+    db.close().await;
+}
