@@ -1,8 +1,84 @@
-//! Reserving stock for an order, as a plain function of the order and the stock.
+//! The catalogue's rules and reserving stock for an order, as plain functions of the
+//! request, the order and the stock.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
+use platform::problem::Problem;
 use shared_events::{FailureReason, OrderItem, PricedItem};
+
+/// A valid `PUT /api/products/{sku}`: what the catalogue stores for a SKU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductUpdate {
+    /// 1 to 64 of letters, digits, `-`, `_` and `.`.
+    pub sku: String,
+    /// 1 to 200 characters, trimmed.
+    pub name: String,
+    /// Price per unit, in cents: not negative.
+    pub price_cents: i64,
+    /// Units that can be reserved: 0 to 1,000,000,000.
+    pub available: i64,
+}
+
+impl ProductUpdate {
+    /// Validates a request: the first rule broken is the 422.
+    pub fn parse(sku: &str, name: &str, price_cents: i64, available: i64) -> Result<Self, Problem> {
+        let valid_sku = !sku.is_empty()
+            && sku.len() <= 64
+            && sku.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid_sku {
+            return Err(Problem::invalid("sku", "must be 1 to 64 of A-Z a-z 0-9 - _ ."));
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(Problem::invalid("name", "must be 1 to 200 characters"));
+        }
+        if price_cents < 0 {
+            return Err(Problem::invalid("priceCents", "must not be negative"));
+        }
+        if !(0..=1_000_000_000).contains(&available) {
+            return Err(Problem::invalid("available", "must be from 0 to 1000000000"));
+        }
+        Ok(Self { sku: sku.to_owned(), name: name.to_owned(), price_cents, available })
+    }
+}
+
+/// Where an order's reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    /// The stock is held for the order (and stays held once it is paid: sold).
+    Reserved,
+    /// The stock went back: the payment failed, or the order was cancelled and refunded.
+    Released,
+}
+
+impl ReservationStatus {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "RESERVED",
+            Self::Released => "RELEASED",
+        }
+    }
+}
+
+impl FromStr for ReservationStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Self::Reserved, Self::Released]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| "not a reservation status".to_owned())
+    }
+}
+
+impl fmt::Display for ReservationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A product as the reservation sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,5 +177,41 @@ mod tests {
         let short = plan(&merge(&[item("A", 2), item("A", 2)]), &stock(&[("A", 1, 3)])).expect_err("short");
         assert_eq!(short.reason, FailureReason::OutOfStock);
         assert_eq!(short.detail, "A: 4 asked, 3 available");
+    }
+
+    #[test]
+    fn a_product_update_is_trimmed_and_each_broken_rule_names_its_field() {
+        let valid = ProductUpdate::parse("KB-1.x_2", "  Keyboard ", 0, 1_000_000_000).expect("valid");
+        assert_eq!(
+            valid,
+            ProductUpdate {
+                sku: "KB-1.x_2".into(),
+                name: "Keyboard".into(),
+                price_cents: 0,
+                available: 1_000_000_000
+            }
+        );
+        let field =
+            |result: Result<ProductUpdate, Problem>| result.expect_err("invalid").field.expect("field");
+        let long_sku = "S".repeat(65);
+        for sku in ["", "a b", "é", long_sku.as_str()] {
+            assert_eq!(field(ProductUpdate::parse(sku, "N", 1, 1)), "sku", "{sku:?}");
+        }
+        assert_eq!(field(ProductUpdate::parse("S", "   ", 1, 1)), "name");
+        assert_eq!(field(ProductUpdate::parse("S", &"n".repeat(201), 1, 1)), "name");
+        assert!(ProductUpdate::parse("S", &"é".repeat(200), 1, 1).is_ok(), "characters, not bytes");
+        assert_eq!(field(ProductUpdate::parse("S", "N", -1, 1)), "priceCents");
+        assert_eq!(field(ProductUpdate::parse("S", "N", 1, -1)), "available");
+        assert_eq!(field(ProductUpdate::parse("S", "N", 1, 1_000_000_001)), "available");
+        assert_eq!(field(ProductUpdate::parse("", "", -1, -1)), "sku", "the first rule broken");
+    }
+
+    #[test]
+    fn reservation_statuses_read_back_what_they_write() {
+        for status in [ReservationStatus::Reserved, ReservationStatus::Released] {
+            assert_eq!(status.as_str().parse(), Ok(status));
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        assert!("reserved".parse::<ReservationStatus>().is_err());
     }
 }

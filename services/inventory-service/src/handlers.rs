@@ -11,7 +11,7 @@ use shared_events::{
 };
 use uuid::Uuid;
 
-use crate::domain;
+use crate::domain::{self, ReservationStatus};
 use crate::store;
 
 /// Reserves every item of a new order at the catalogue price, or none.
@@ -20,8 +20,7 @@ pub struct Reserve;
 #[async_trait]
 impl Handler<OrderCreated> for Reserve {
     async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
-        let order_id = event.order_id.to_string();
-        if store::lock_reservation(tx, &order_id).await?.is_some() {
+        if store::lock_reservation(tx, event.order_id).await?.is_some() {
             return Ok(()); // reserved by an earlier copy of this order's event
         }
         let lines = domain::merge(&event.items);
@@ -33,15 +32,8 @@ impl Handler<OrderCreated> for Reserve {
                     store::move_to_reserved(tx, &item.sku, i64::from(item.quantity), now).await?;
                 }
                 let total_cents = domain::total(&items);
-                store::insert_reservation(
-                    tx,
-                    &order_id,
-                    &event.user_id.to_string(),
-                    &items,
-                    total_cents,
-                    now,
-                )
-                .await?;
+                store::insert_reservation(tx, event.order_id, event.user_id, &items, total_cents, now)
+                    .await?;
                 tx.publish(&InventoryReserved {
                     order_id: event.order_id,
                     user_id: event.user_id,
@@ -71,18 +63,17 @@ async fn release(
     user_id: Uuid,
     reason: FailureReason,
 ) -> Result<(), HandlerError> {
-    let key = order_id.to_string();
-    let Some(reservation) = store::lock_reservation(tx, &key).await? else {
+    let Some(reservation) = store::lock_reservation(tx, order_id).await? else {
         return Err(HandlerError::permanent(format!("no reservation for order {order_id}")));
     };
-    if reservation.status != "RESERVED" {
+    if reservation.status == ReservationStatus::Released {
         return Ok(()); // released already
     }
     let now = now_ms();
     for (sku, quantity) in &reservation.lines {
         store::move_to_reserved(tx, sku, -quantity, now).await?;
     }
-    store::mark_released(tx, &key, now).await?;
+    store::mark_released(tx, order_id, now).await?;
     tx.publish(&InventoryReleased { order_id, user_id, reason }).await?;
     Ok(())
 }

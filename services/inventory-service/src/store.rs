@@ -1,12 +1,17 @@
 //! The `products` and `reservations` tables.
+//!
+//! Order and user ids are written with `to_string()` and statuses with `as_str()`, and
+//! read back through [`platform::db::text_at`]: this module is the one place they cross
+//! to and from text.
 
 use std::collections::BTreeMap;
 
-use platform::db::Tx;
+use platform::db::{Tx, text_at};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
 
-use crate::domain::Stock;
+use crate::domain::{ProductUpdate, ReservationStatus, Stock};
 
 /// A product with its stock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,28 +39,21 @@ fn product(row: &AnyRow) -> Result<Product, sqlx::Error> {
 }
 
 /// Creates the product or updates its name, price and available stock.
-pub async fn upsert(
-    tx: &mut Tx,
-    sku: &str,
-    name: &str,
-    price_cents: i64,
-    available: i64,
-    now_ms: i64,
-) -> Result<Product, sqlx::Error> {
+pub async fn upsert(tx: &mut Tx, product: &ProductUpdate, now_ms: i64) -> Result<Product, sqlx::Error> {
     sqlx::query(
         "INSERT INTO products (sku, name, price_cents, available, reserved, stocked, updated_at_ms) \
          VALUES ($1, $2, $3, $4, 0, $4, $5) \
          ON CONFLICT (sku) DO UPDATE SET name = $2, price_cents = $3, available = $4, \
          stocked = $4 + products.reserved, updated_at_ms = $5",
     )
-    .bind(sku)
-    .bind(name)
-    .bind(price_cents)
-    .bind(available)
+    .bind(&product.sku)
+    .bind(&product.name)
+    .bind(product.price_cents)
+    .bind(product.available)
     .bind(now_ms)
     .execute(tx.conn())
     .await?;
-    find(tx.conn(), sku).await?.ok_or(sqlx::Error::RowNotFound)
+    find(tx.conn(), &product.sku).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
 /// The product `sku`, if any.
@@ -120,8 +118,8 @@ pub async fn move_to_reserved(tx: &mut Tx, sku: &str, delta: i64, now_ms: i64) -
 /// A reservation's status and lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    /// `RESERVED` or `RELEASED`.
-    pub status: String,
+    /// Where it stands.
+    pub status: ReservationStatus,
     /// (SKU, quantity) per line.
     pub lines: Vec<(String, i64)>,
 }
@@ -129,17 +127,19 @@ pub struct Reservation {
 /// Records the reservation of an order.
 pub async fn insert_reservation(
     tx: &mut Tx,
-    order_id: &str,
-    user_id: &str,
+    order_id: Uuid,
+    user_id: Uuid,
     items: &[shared_events::PricedItem],
     total_cents: i64,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
+    let order_id = order_id.to_string();
     sqlx::query(
-        "INSERT INTO reservations (order_id, user_id, status, total_cents, created_at_ms) VALUES ($1, $2, 'RESERVED', $3, $4)",
+        "INSERT INTO reservations (order_id, user_id, status, total_cents, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(order_id)
-    .bind(user_id)
+    .bind(&order_id)
+    .bind(user_id.to_string())
+    .bind(ReservationStatus::Reserved.as_str())
     .bind(total_cents)
     .bind(now_ms)
     .execute(tx.conn())
@@ -152,7 +152,7 @@ pub async fn insert_reservation(
         let mut lines = sqlx::query(sqlx::AssertSqlSafe(sql));
         for item in items {
             lines = lines
-                .bind(order_id)
+                .bind(&order_id)
                 .bind(&item.sku)
                 .bind(i64::from(item.quantity))
                 .bind(item.unit_price_cents);
@@ -163,15 +163,16 @@ pub async fn insert_reservation(
 }
 
 /// The reservation of `order_id`, locked until the transaction ends.
-pub async fn lock_reservation(tx: &mut Tx, order_id: &str) -> Result<Option<Reservation>, sqlx::Error> {
+pub async fn lock_reservation(tx: &mut Tx, order_id: Uuid) -> Result<Option<Reservation>, sqlx::Error> {
+    let order_id = order_id.to_string();
     let sql = format!("SELECT status FROM reservations WHERE order_id = $1{}", tx.for_update());
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(tx.conn()).await?
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&order_id).fetch_optional(tx.conn()).await?
     else {
         return Ok(None);
     };
-    let status: String = row.try_get(0)?;
+    let status = text_at(&row, 0)?;
     let lines = sqlx::query("SELECT sku, quantity FROM reservation_items WHERE order_id = $1 ORDER BY sku")
-        .bind(order_id)
+        .bind(&order_id)
         .fetch_all(tx.conn())
         .await?
         .iter()
@@ -181,10 +182,11 @@ pub async fn lock_reservation(tx: &mut Tx, order_id: &str) -> Result<Option<Rese
 }
 
 /// Marks the reservation of `order_id` released.
-pub async fn mark_released(tx: &mut Tx, order_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE reservations SET status = 'RELEASED', released_at_ms = $1 WHERE order_id = $2")
+pub async fn mark_released(tx: &mut Tx, order_id: Uuid, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE reservations SET status = $1, released_at_ms = $2 WHERE order_id = $3")
+        .bind(ReservationStatus::Released.as_str())
         .bind(now_ms)
-        .bind(order_id)
+        .bind(order_id.to_string())
         .execute(tx.conn())
         .await
         .map(|_| ())

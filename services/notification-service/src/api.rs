@@ -6,16 +6,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
-use platform::clock::{now_ms, rfc3339_ms};
+use platform::clock::rfc3339_ms;
 use platform::config::KafkaConfig;
 use platform::db::Db;
-use platform::dead_letter::{self, Selection};
 use platform::extract::Json;
 use platform::problem::Problem;
 use platform::validate;
 use serde::{Deserialize, Serialize};
 use shared_events::{EmailSendMessage, Event, SmsSendMessage};
+use uuid::Uuid;
 
+use crate::handlers::{self, Retried};
+use crate::messages::Channel;
 use crate::store::{self, Failure, Filter, Notification};
 
 /// What the handlers share.
@@ -23,7 +25,8 @@ use crate::store::{self, Failure, Filter, Notification};
 pub struct AppState {
     /// The service's database.
     pub db: Db,
-    /// Kafka, for putting a failure back on its topic.
+    /// Kafka: its topic prefix, taken off a failure's topic before it goes back through
+    /// the outbox.
     pub kafka: KafkaConfig,
 }
 
@@ -42,10 +45,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/notifications/failed", get(failed))
         .route("/api/notifications/failed/{id}/retry", post(retry))
         .with_state(state)
-}
-
-fn internal(error: sqlx::Error) -> Problem {
-    Problem::internal(&error)
 }
 
 /// `POST /api/emails/send` body.
@@ -95,9 +94,9 @@ async fn send_email(
 
 /// Puts `message` in the outbox for its topic and answers 202 with its event id.
 async fn queue(db: &Db, message: &impl Event) -> Result<Response, Problem> {
-    let mut tx = db.begin_write().await.map_err(internal)?;
-    let event_id = tx.publish(message).await.map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    let mut tx = db.begin_write().await?;
+    let event_id = tx.publish(message).await?;
+    tx.commit().await?;
     Ok((StatusCode::ACCEPTED, AxumJson(Queued { event_id: event_id.to_string(), status: "QUEUED" }))
         .into_response())
 }
@@ -146,13 +145,15 @@ struct ListQuery {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NotificationView {
-    id: String,
-    channel: String,
+    id: Uuid,
+    /// EMAIL or SMS.
+    channel: &'static str,
     recipient: String,
     subject: Option<String>,
-    kind: String,
-    user_id: Option<String>,
-    order_id: Option<String>,
+    /// WELCOME, ORDER_CONFIRMED, ORDER_CANCELLED or ADHOC.
+    kind: &'static str,
+    user_id: Option<Uuid>,
+    order_id: Option<Uuid>,
     attempts: i32,
     created_at: String,
 }
@@ -161,10 +162,10 @@ impl From<Notification> for NotificationView {
     fn from(n: Notification) -> Self {
         Self {
             id: n.id,
-            channel: n.channel,
+            channel: n.channel.as_str(),
             recipient: n.recipient,
             subject: n.subject,
-            kind: n.kind,
+            kind: n.kind.as_str(),
             user_id: n.user_id,
             order_id: n.order_id,
             attempts: n.attempts,
@@ -178,14 +179,20 @@ impl From<Notification> for NotificationView {
     responses((status = 200, description = "OK", body = Vec<NotificationView>),
         (status = 422, description = "channel is not EMAIL or SMS", body = Problem, content_type = "application/problem+json")))]
 async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Response, Problem> {
-    let channel = match query.channel.as_deref() {
-        None => None,
-        Some(channel @ ("EMAIL" | "SMS")) => Some(channel.to_owned()),
-        Some(_) => return Err(Problem::invalid("channel", "must be EMAIL or SMS")),
+    let channel = query
+        .channel
+        .as_deref()
+        .map(str::parse::<Channel>)
+        .transpose()
+        .map_err(|_| Problem::invalid("channel", "must be EMAIL or SMS"))?;
+    let parse_id = |text: Option<String>| text.map(|text| text.parse::<Uuid>()).transpose();
+    // An id that is not a UUID is nobody's: it matches nothing (not a 422).
+    let (Ok(user_id), Ok(order_id)) = (parse_id(query.user_id), parse_id(query.order_id)) else {
+        return Ok(AxumJson(Vec::<NotificationView>::new()).into_response());
     };
-    let filter = Filter { user_id: query.user_id, order_id: query.order_id, channel };
-    let mut conn = state.db.pool().acquire().await.map_err(internal)?;
-    let found = store::list(&mut conn, &filter, 500).await.map_err(internal)?;
+    let filter = Filter { user_id, order_id, channel };
+    let mut conn = state.db.pool().acquire().await?;
+    let found = store::list(&mut conn, &filter, 500).await?;
     Ok(AxumJson(found.into_iter().map(NotificationView::from).collect::<Vec<_>>()).into_response())
 }
 
@@ -193,7 +200,7 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct FailureView {
-    id: String,
+    id: Uuid,
     topic: String,
     partition: Option<i32>,
     offset: Option<i64>,
@@ -238,33 +245,31 @@ impl From<Failure> for FailureView {
 #[utoipa::path(get, path = "/api/notifications/failed", tag = "notifications",
     responses((status = 200, description = "OK", body = Vec<FailureView>)))]
 async fn failed(State(state): State<AppState>) -> Result<Response, Problem> {
-    let mut conn = state.db.pool().acquire().await.map_err(internal)?;
-    let found = store::failures(&mut conn).await.map_err(internal)?;
+    let mut conn = state.db.pool().acquire().await?;
+    let found = store::failures(&mut conn).await?;
     Ok(AxumJson(found.into_iter().map(FailureView::from).collect::<Vec<_>>()).into_response())
 }
 
-/// Puts a failed message back on its original topic, to be tried again from scratch.
+/// Puts a failed message back on its original topic, to be tried again from scratch: as
+/// it was (the same event id), through the outbox.
 #[utoipa::path(post, path = "/api/notifications/failed/{id}/retry", tag = "notifications",
     params(("id" = String, Path, description = "A failure's id from the failed list")),
     responses((status = 202, description = "Put back on its topic", body = Object,
             example = json!({"id": "…", "status": "REPLAYED", "topic": "email.send"})),
         (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Kafka did not take it", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The failure lacks what its message needs to go back (topic, event id, \
+            type or payload)", body = Problem, content_type = "application/problem+json")))]
 async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
-    let mut conn = state.db.pool().acquire().await.map_err(internal)?;
-    let failure = store::find_failure(&mut conn, &id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| Problem::not_found(format!("no failed notification {id}")))?;
-    let one = Selection::One { partition: failure.dead_letter_partition, offset: failure.dead_letter_offset };
-    dead_letter::replay(&state.kafka, &failure.dead_letter_topic, one).await.map_err(|e| {
-        tracing::error!(error = %platform::error_chain(&e), "replay failed");
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some("the message could not be put back on its topic".to_owned()),
-        )
-    })?;
-    store::mark_retried(&mut conn, &id, now_ms()).await.map_err(internal)?;
-    let body = serde_json::json!({ "id": id, "status": "REPLAYED", "topic": failure.original_topic });
-    Ok((StatusCode::ACCEPTED, AxumJson(body)).into_response())
+    let not_found = || Problem::not_found(format!("no failed notification {id}"));
+    let failure_id: Uuid = id.parse().map_err(|_| not_found())?;
+    match handlers::retry(&state.db, &state.kafka, failure_id).await? {
+        Retried::Replayed { topic } => {
+            let body = serde_json::json!({ "id": id, "status": "REPLAYED", "topic": topic });
+            Ok((StatusCode::ACCEPTED, AxumJson(body)).into_response())
+        }
+        Retried::NotFound => Err(not_found()),
+        Retried::Incomplete(missing) => Err(Problem::conflict(format!(
+            "failed notification {id} cannot be put back on its topic: {missing}"
+        ))),
+    }
 }

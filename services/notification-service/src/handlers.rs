@@ -1,36 +1,40 @@
 //! What the notification-service does with each event: send (simulated) and record,
 //! exactly once per fact. A refused send is a transient failure: retried with backoff,
-//! then dead-lettered; what is dead-lettered is recorded as a failure.
+//! then dead-lettered; what is dead-lettered is recorded as a failure, which [`retry`]
+//! puts back on its topic.
 
 use async_trait::async_trait;
 use platform::clock::now_ms;
+use platform::config::KafkaConfig;
 use platform::consumer::{DeadLetter, DeadLetterHandler, EventMeta, Handler, HandlerError};
-use platform::db::Tx;
+use platform::db::{Db, Tx};
+use platform::outbox::Republish;
 use shared_events::headers::dead_letter as dlt;
 use shared_events::{EmailSendMessage, OrderCancelled, OrderConfirmed, SmsSendMessage, UserSignedUp};
 use uuid::Uuid;
 
 use crate::mailer::{self, SendError};
-use crate::messages::{self, Mail};
-use crate::store::{self, EMAIL, Failure, Notification, SMS};
+use crate::messages::{self, Channel, Kind, Mail};
+use crate::store::{self, Failure, Notification};
 
 fn transient(error: SendError) -> HandlerError {
     HandlerError::Transient(error.into())
 }
 
-/// An e-mail notification about `about` (one per fact), sent on attempt `attempt`.
-fn email(to: &str, mail: Mail, kind: &str, about: Option<String>, attempt: u32) -> Notification {
+/// An e-mail notification of `kind`, sent on attempt `attempt`; one per `about` (the user
+/// or order it is about, see [`Kind::about`]) when given.
+fn email(to: &str, mail: Mail, kind: Kind, about: Option<Uuid>, attempt: u32) -> Notification {
     Notification {
-        id: Uuid::now_v7().to_string(),
-        channel: EMAIL.to_owned(),
+        id: Uuid::now_v7(),
+        channel: Channel::Email,
         recipient: to.to_owned(),
         subject: Some(mail.subject),
         body: mail.body,
-        kind: kind.to_owned(),
+        kind,
         user_id: None,
         order_id: None,
         attempts: attempt as i32,
-        about,
+        about: about.map(|subject| kind.about(subject)),
         created_at_ms: now_ms(),
     }
 }
@@ -41,16 +45,11 @@ pub struct Welcome;
 #[async_trait]
 impl Handler<UserSignedUp> for Welcome {
     async fn handle(&self, event: UserSignedUp, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
-        let user_id = event.user_id.to_string();
-        store::save_recipient(tx.conn(), &user_id, &event.email, &event.name).await?;
+        let user_id = event.user_id;
+        store::save_recipient(tx.conn(), user_id, &event.email, &event.name).await?;
         mailer::send_email(&event.email, meta.attempt).map_err(transient)?;
-        let mut welcome = email(
-            &event.email,
-            messages::welcome(&event.name),
-            "WELCOME",
-            Some(format!("WELCOME:{user_id}")),
-            meta.attempt,
-        );
+        let mail = messages::welcome(&event.name);
+        let mut welcome = email(&event.email, mail, Kind::Welcome, Some(user_id), meta.attempt);
         welcome.user_id = Some(user_id);
         store::record(tx.conn(), &welcome).await?;
         Ok(())
@@ -66,19 +65,17 @@ impl OrderMail {
         meta: &EventMeta,
         user_id: Uuid,
         order_id: Uuid,
-        kind: &str,
+        kind: Kind,
         mail: impl FnOnce(&str) -> Mail,
     ) -> Result<(), HandlerError> {
-        let user_id = user_id.to_string();
         // The sign-up travels on another topic and may not have arrived yet: try later.
-        let (to, name) = store::recipient(tx.conn(), &user_id)
+        let (to, name) = store::recipient(tx.conn(), user_id)
             .await?
             .ok_or_else(|| HandlerError::transient(format!("no address known yet for user {user_id}")))?;
         mailer::send_email(&to, meta.attempt).map_err(transient)?;
-        let mut notification =
-            email(&to, mail(&name), kind, Some(format!("{kind}:{order_id}")), meta.attempt);
+        let mut notification = email(&to, mail(&name), kind, Some(order_id), meta.attempt);
         notification.user_id = Some(user_id);
-        notification.order_id = Some(order_id.to_string());
+        notification.order_id = Some(order_id);
         store::record(tx.conn(), &notification).await?;
         Ok(())
     }
@@ -88,7 +85,7 @@ impl OrderMail {
 impl Handler<OrderConfirmed> for OrderMail {
     async fn handle(&self, event: OrderConfirmed, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         let mail = |name: &str| messages::order_confirmed(name, event.order_id, event.total_cents);
-        Self::send(tx, meta, event.user_id, event.order_id, "ORDER_CONFIRMED", mail).await
+        Self::send(tx, meta, event.user_id, event.order_id, Kind::OrderConfirmed, mail).await
     }
 }
 
@@ -96,7 +93,7 @@ impl Handler<OrderConfirmed> for OrderMail {
 impl Handler<OrderCancelled> for OrderMail {
     async fn handle(&self, event: OrderCancelled, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         let mail = |name: &str| messages::order_cancelled(name, event.order_id, event.reason);
-        Self::send(tx, meta, event.user_id, event.order_id, "ORDER_CANCELLED", mail).await
+        Self::send(tx, meta, event.user_id, event.order_id, Kind::OrderCancelled, mail).await
     }
 }
 
@@ -113,7 +110,7 @@ impl Handler<EmailSendMessage> for AdHocEmail {
     ) -> Result<(), HandlerError> {
         mailer::send_email(&event.to, meta.attempt).map_err(transient)?;
         let mail = Mail { subject: event.subject, body: event.body };
-        store::record(tx.conn(), &email(&event.to, mail, "ADHOC", None, meta.attempt)).await?;
+        store::record(tx.conn(), &email(&event.to, mail, Kind::AdHoc, None, meta.attempt)).await?;
         Ok(())
     }
 }
@@ -125,10 +122,11 @@ pub struct AdHocSms;
 impl Handler<SmsSendMessage> for AdHocSms {
     async fn handle(&self, event: SmsSendMessage, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         mailer::send_sms(&event.to, meta.attempt).map_err(transient)?;
+        let text = Mail { subject: String::new(), body: event.text };
         let sms = Notification {
-            channel: SMS.to_owned(),
+            channel: Channel::Sms,
             subject: None,
-            ..email(&event.to, Mail { subject: String::new(), body: event.text }, "ADHOC", None, meta.attempt)
+            ..email(&event.to, text, Kind::AdHoc, None, meta.attempt)
         };
         store::record(tx.conn(), &sms).await?;
         Ok(())
@@ -149,7 +147,7 @@ impl DeadLetterHandler for RecordFailure {
             return Ok(());
         }
         let failure = Failure {
-            id: Uuid::now_v7().to_string(),
+            id: Uuid::now_v7(),
             dead_letter_topic: letter.topic.clone(),
             dead_letter_partition: letter.partition,
             dead_letter_offset: letter.offset,
@@ -170,4 +168,62 @@ impl DeadLetterHandler for RecordFailure {
         store::record_failure(tx.conn(), &failure).await?;
         Ok(())
     }
+}
+
+/// What became of a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// There is no such failure.
+    NotFound,
+    /// The failure lacks what its message needs to be published again: says what.
+    Incomplete(&'static str),
+    /// Its message is in the outbox again, for `topic` (the stored original topic).
+    Replayed {
+        /// The topic it goes back to, as the failure names it.
+        topic: String,
+    },
+}
+
+/// Puts the message of failure `id` back on its original topic, as it was (same `ce_id`,
+/// type, key and payload), through the outbox: the message and the failure's `retried_at`
+/// commit together, so a crash can neither lose the retry nor mark one that never went.
+/// Retrying a failure again puts its message back again (a consumer that has applied it
+/// drops the copy by its id).
+pub async fn retry(db: &Db, kafka: &KafkaConfig, id: Uuid) -> Result<Retried, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let Some(failure) = store::lock_failure(&mut tx, id).await? else {
+        return Ok(Retried::NotFound);
+    };
+    let message = match republish(&failure, kafka) {
+        Ok(message) => message,
+        Err(missing) => return Ok(Retried::Incomplete(missing)),
+    };
+    store::drop_from_outbox(&mut tx, &message.event_id).await?;
+    tx.publish_again(message);
+    store::mark_retried(&mut tx, id, now_ms()).await?;
+    tx.commit().await?;
+    Ok(Retried::Replayed { topic: failure.original_topic })
+}
+
+/// The message of `failure` to publish again, or what it lacks.
+fn republish(failure: &Failure, kafka: &KafkaConfig) -> Result<Republish, &'static str> {
+    if failure.original_topic.is_empty() {
+        return Err("its dead letter did not say which topic it came from");
+    }
+    let event_id = failure.event_id.clone().ok_or("it has no event id (ce_id)")?;
+    let event_type = failure.event_type.clone().ok_or("it has no event type (ce_type)")?;
+    let payload = failure.payload.clone().ok_or("it has no payload")?;
+    // A message without a key was not published by this system (every event is keyed by
+    // its aggregate) and was promised no order with any other: any key keeps what it had.
+    // Its event id spreads such messages over the partitions, as a missing key did, where
+    // an empty key would put them all on one.
+    let key = failure.message_key.clone().unwrap_or_else(|| event_id.clone());
+    Ok(Republish {
+        // The outbox takes the contract's name; the relay puts the prefix back.
+        topic: kafka.contract_name(&failure.original_topic).to_owned(),
+        event_id,
+        event_type,
+        key,
+        payload,
+    })
 }

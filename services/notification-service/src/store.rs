@@ -1,35 +1,34 @@
 //! The notification-service's tables: recipients, sent notifications, failures.
 
+use platform::db::{Tx, optional_text_at, text_at};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
 
-/// Channel of a notification.
-pub const EMAIL: &str = "EMAIL";
-/// Channel of a notification.
-pub const SMS: &str = "SMS";
+use crate::messages::{Channel, Kind};
 
 /// A sent notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     /// Id.
-    pub id: String,
-    /// `EMAIL` or `SMS`.
-    pub channel: String,
+    pub id: Uuid,
+    /// E-mail or SMS.
+    pub channel: Channel,
     /// Address or phone number.
     pub recipient: String,
     /// Subject (e-mail only).
     pub subject: Option<String>,
     /// Text.
     pub body: String,
-    /// `WELCOME`, `ORDER_CONFIRMED`, `ORDER_CANCELLED` or `ADHOC`.
-    pub kind: String,
+    /// What it is about.
+    pub kind: Kind,
     /// The user it is about, if any.
-    pub user_id: Option<String>,
+    pub user_id: Option<Uuid>,
     /// The order it is about, if any.
-    pub order_id: Option<String>,
+    pub order_id: Option<Uuid>,
     /// The delivery attempt that succeeded.
     pub attempts: i32,
-    /// One notification per fact (`WELCOME:<userId>`), none for ad hoc messages.
+    /// One notification per fact ([`Kind::about`]), none for ad hoc messages.
     pub about: Option<String>,
     /// When it was sent.
     pub created_at_ms: i64,
@@ -38,12 +37,12 @@ pub struct Notification {
 /// Remembers where `user_id`'s mail goes (the first address wins: it never changes here).
 pub async fn save_recipient(
     conn: &mut AnyConnection,
-    user_id: &str,
+    user_id: Uuid,
     email: &str,
     name: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO recipients (user_id, email, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(user_id)
+        .bind(user_id.to_string())
         .bind(email)
         .bind(name)
         .execute(conn)
@@ -54,10 +53,10 @@ pub async fn save_recipient(
 /// Address and name of `user_id`, if its sign-up has been seen.
 pub async fn recipient(
     conn: &mut AnyConnection,
-    user_id: &str,
+    user_id: Uuid,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
     let row = sqlx::query("SELECT email, name FROM recipients WHERE user_id = $1")
-        .bind(user_id)
+        .bind(user_id.to_string())
         .fetch_optional(conn)
         .await?;
     row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
@@ -69,14 +68,14 @@ pub async fn record(conn: &mut AnyConnection, n: &Notification) -> Result<bool, 
         "INSERT INTO notifications (id, channel, recipient, subject, body, kind, user_id, order_id, attempts, about, \
          created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
     )
-    .bind(&n.id)
-    .bind(&n.channel)
+    .bind(n.id.to_string())
+    .bind(n.channel.as_str())
     .bind(&n.recipient)
     .bind(n.subject.clone())
     .bind(&n.body)
-    .bind(&n.kind)
-    .bind(n.user_id.clone())
-    .bind(n.order_id.clone())
+    .bind(n.kind.as_str())
+    .bind(n.user_id.map(|id| id.to_string()))
+    .bind(n.order_id.map(|id| id.to_string()))
     .bind(n.attempts)
     .bind(n.about.clone())
     .bind(n.created_at_ms)
@@ -89,11 +88,11 @@ pub async fn record(conn: &mut AnyConnection, n: &Notification) -> Result<bool, 
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// Only about this user.
-    pub user_id: Option<String>,
+    pub user_id: Option<Uuid>,
     /// Only about this order.
-    pub order_id: Option<String>,
+    pub order_id: Option<Uuid>,
     /// Only on this channel.
-    pub channel: Option<String>,
+    pub channel: Option<Channel>,
 }
 
 /// Notifications matching `filter`, newest first, at most `limit`.
@@ -108,9 +107,9 @@ pub async fn list(
          WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR order_id = $2) AND ($3 IS NULL OR channel = $3) \
          ORDER BY created_at_ms DESC, id DESC LIMIT $4",
     )
-    .bind(filter.user_id.clone())
-    .bind(filter.order_id.clone())
-    .bind(filter.channel.clone())
+    .bind(filter.user_id.map(|id| id.to_string()))
+    .bind(filter.order_id.map(|id| id.to_string()))
+    .bind(filter.channel.map(Channel::as_str))
     .bind(limit)
     .fetch_all(conn)
     .await?
@@ -121,14 +120,14 @@ pub async fn list(
 
 fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
     Ok(Notification {
-        id: row.try_get(0)?,
-        channel: row.try_get(1)?,
+        id: text_at(row, 0)?,
+        channel: text_at(row, 1)?,
         recipient: row.try_get(2)?,
         subject: row.try_get(3)?,
         body: row.try_get(4)?,
-        kind: row.try_get(5)?,
-        user_id: row.try_get(6)?,
-        order_id: row.try_get(7)?,
+        kind: text_at(row, 5)?,
+        user_id: optional_text_at(row, 6)?,
+        order_id: optional_text_at(row, 7)?,
         attempts: row.try_get(8)?,
         about: row.try_get(9)?,
         created_at_ms: row.try_get(10)?,
@@ -139,20 +138,21 @@ fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// Id.
-    pub id: String,
+    pub id: Uuid,
     /// The dead-letter topic it is in.
     pub dead_letter_topic: String,
     /// Its partition there.
     pub dead_letter_partition: i32,
     /// Its offset there.
     pub dead_letter_offset: i64,
-    /// The topic it failed on.
+    /// The topic it failed on, as the cluster names it (with the deployment's prefix).
     pub original_topic: String,
     /// Its partition there.
     pub original_partition: Option<i32>,
     /// Its offset there.
     pub original_offset: Option<i64>,
-    /// `ce_id`.
+    /// `ce_id`, as the message carried it: text, not a [`Uuid`], because a message may
+    /// have been dead-lettered for a `ce_id` that is no UUID, and is recorded all the same.
     pub event_id: Option<String>,
     /// `ce_type`.
     pub event_type: Option<String>,
@@ -182,7 +182,7 @@ pub async fn record_failure(conn: &mut AnyConnection, f: &Failure) -> Result<(),
          attempts, first_failure_at, last_failure_at, created_at_ms, retried_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL) ON CONFLICT DO NOTHING",
     )
-    .bind(&f.id)
+    .bind(f.id.to_string())
     .bind(&f.dead_letter_topic)
     .bind(f.dead_letter_partition)
     .bind(f.dead_letter_offset)
@@ -214,12 +214,12 @@ pub async fn failures(conn: &mut AnyConnection) -> Result<Vec<Failure>, sqlx::Er
     sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(conn).await?.iter().map(failure).collect()
 }
 
-/// The failure `id`, if any.
-pub async fn find_failure(conn: &mut AnyConnection, id: &str) -> Result<Option<Failure>, sqlx::Error> {
-    let sql = format!("SELECT {FAILURE_COLUMNS} FROM failed_notifications WHERE id = $1");
+/// The failure `id`, if any, locked until the transaction ends.
+pub async fn lock_failure(tx: &mut Tx, id: Uuid) -> Result<Option<Failure>, sqlx::Error> {
+    let sql = format!("SELECT {FAILURE_COLUMNS} FROM failed_notifications WHERE id = $1{}", tx.for_update());
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(conn)
+        .bind(id.to_string())
+        .fetch_optional(tx.conn())
         .await?
         .as_ref()
         .map(failure)
@@ -227,18 +227,28 @@ pub async fn find_failure(conn: &mut AnyConnection, id: &str) -> Result<Option<F
 }
 
 /// Notes that failure `id` was put back on its topic at `at_ms`.
-pub async fn mark_retried(conn: &mut AnyConnection, id: &str, at_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_retried(tx: &mut Tx, id: Uuid, at_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE failed_notifications SET retried_at_ms = $1 WHERE id = $2")
         .bind(at_ms)
-        .bind(id)
-        .execute(conn)
+        .bind(id.to_string())
+        .execute(tx.conn())
         .await
         .map(|_| ())
 }
 
+/// Deletes the outbox row of event `event_id`, if this database holds one, so that
+/// [`Tx::publish_again`] can add the event again: the outbox keeps event ids unique, and
+/// keeps a published row for an hour (for inspection only), so an event this service
+/// published itself, or put back before, would fail the commit. A row still pending (an
+/// earlier retry not sent yet) is replaced by the new one: the event goes out once more.
+/// Belongs in `publish_again` itself; here until the platform does it.
+pub async fn drop_from_outbox(tx: &mut Tx, event_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM outbox WHERE event_id = $1").bind(event_id).execute(tx.conn()).await.map(|_| ())
+}
+
 fn failure(row: &AnyRow) -> Result<Failure, sqlx::Error> {
     Ok(Failure {
-        id: row.try_get(0)?,
+        id: text_at(row, 0)?,
         dead_letter_topic: row.try_get(1)?,
         dead_letter_partition: row.try_get(2)?,
         dead_letter_offset: row.try_get(3)?,

@@ -11,10 +11,11 @@ use platform::extract::Json;
 use platform::idempotency::{self, IdempotencyKey, StoredResponse};
 use platform::problem::Problem;
 use serde::{Deserialize, Serialize};
-use shared_events::{OrderCancelRequested, OrderCreated};
+use shared_events::{FailureReason, OrderCreated};
 use uuid::Uuid;
 
-use crate::domain::{self, NewOrder, Status, Step};
+use crate::domain::{NewOrder, Status};
+use crate::handlers::{self, Outcome};
 use crate::store::{self, Order};
 
 /// The OpenAPI description of these routes.
@@ -31,8 +32,14 @@ pub fn router(db: Db) -> Router {
         .with_state(db)
 }
 
-fn internal(error: sqlx::Error) -> Problem {
-    Problem::internal(&error)
+/// 404 for order `id` as the path spelt it.
+fn not_found(id: &str) -> Problem {
+    Problem::not_found(format!("no order {id}"))
+}
+
+/// The order id of a path: one that is not a UUID names no order.
+fn order_id(id: &str) -> Result<Uuid, Problem> {
+    id.parse().map_err(|_| not_found(id))
 }
 
 /// `POST /api/orders` body.
@@ -55,15 +62,15 @@ struct ItemRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OrderView {
-    id: String,
-    user_id: String,
+    id: Uuid,
+    user_id: Uuid,
     /// PENDING, CONFIRMED, CANCELLING or CANCELLED.
-    status: String,
+    status: &'static str,
     items: Vec<ItemView>,
     total_cents: Option<i64>,
     /// On a cancelled order: OUT_OF_STOCK, UNKNOWN_SKU, INSUFFICIENT_FUNDS, NO_WALLET or
     /// CANCELLED_BY_USER.
-    failure_reason: Option<String>,
+    failure_reason: Option<&'static str>,
     created_at: String,
     updated_at: String,
     history: Vec<HistoryView>,
@@ -79,8 +86,8 @@ struct ItemView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HistoryView {
-    status: String,
-    reason: Option<String>,
+    status: &'static str,
+    reason: Option<&'static str>,
     at: String,
 }
 
@@ -89,16 +96,20 @@ impl From<Order> for OrderView {
         Self {
             id: o.id,
             user_id: o.user_id,
-            status: o.status,
+            status: o.status.as_str(),
             items: o.items.into_iter().map(|i| ItemView { sku: i.sku, quantity: i.quantity }).collect(),
             total_cents: o.total_cents,
-            failure_reason: o.failure_reason,
+            failure_reason: o.failure_reason.map(FailureReason::as_str),
             created_at: rfc3339_ms(o.created_at_ms),
             updated_at: rfc3339_ms(o.updated_at_ms),
             history: o
                 .history
                 .into_iter()
-                .map(|(status, reason, at)| HistoryView { status, reason, at: rfc3339_ms(at) })
+                .map(|change| HistoryView {
+                    status: change.status.as_str(),
+                    reason: change.reason.map(FailureReason::as_str),
+                    at: rfc3339_ms(change.at_ms),
+                })
                 .collect(),
         }
     }
@@ -129,12 +140,8 @@ async fn create(mut tx: Tx, order: NewOrder) -> Result<(Tx, StoredResponse), Pro
     // Time-ordered (v7), like every id the system makes: the order's rows here and in the
     // other services append to their indexes rather than land on a random page.
     let id = Uuid::now_v7();
-    let created = store::insert(&mut tx, &id.to_string(), &order.user_id.to_string(), &order.items, now_ms())
-        .await
-        .map_err(internal)?;
-    tx.publish(&OrderCreated { order_id: id, user_id: order.user_id, items: order.items })
-        .await
-        .map_err(internal)?;
+    let created = store::insert(&mut tx, id, order.user_id, &order.items, now_ms()).await?;
+    tx.publish(&OrderCreated { order_id: id, user_id: order.user_id, items: order.items }).await?;
     // One per order: at debug, like every per-message line (RUST_LOG=order_service=debug).
     tracing::debug!(order_id = %id, "order placed");
     let response = StoredResponse::json(
@@ -149,10 +156,9 @@ async fn create(mut tx: Tx, order: NewOrder) -> Result<(Tx, StoredResponse), Pro
 #[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = Uuid, Path)),
     responses((status = 200, description = "OK", body = OrderView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 async fn find(State(db): State<Db>, Path(id): Path<String>) -> Result<AxumJson<OrderView>, Problem> {
-    let not_found = || Problem::not_found(format!("no order {id}"));
-    let parsed: Uuid = id.parse().map_err(|_| not_found())?;
-    let mut conn = db.pool().acquire().await.map_err(internal)?;
-    let order = store::find(&mut conn, &parsed.to_string()).await.map_err(internal)?.ok_or_else(not_found)?;
+    let order_id = order_id(&id)?;
+    let mut conn = db.pool().acquire().await?;
+    let order = store::find(&mut conn, order_id).await?.ok_or_else(|| not_found(&id))?;
     Ok(AxumJson(order.into()))
 }
 
@@ -174,19 +180,22 @@ async fn list(
     State(db): State<Db>,
     Query(query): Query<ListQuery>,
 ) -> Result<AxumJson<Vec<OrderView>>, Problem> {
-    if let Some(status) = &query.status
-        && Status::parse(status).is_none()
-    {
-        return Err(Problem::invalid("status", "must be PENDING, CONFIRMED, CANCELLING or CANCELLED"));
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(|_| Problem::invalid("status", "must be PENDING, CONFIRMED, CANCELLING or CANCELLED"))?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(Problem::invalid("limit", "must be from 1 to 500"));
     }
-    let mut conn = db.pool().acquire().await.map_err(internal)?;
-    let orders = store::list(&mut conn, query.user_id.as_deref(), query.status.as_deref(), limit)
-        .await
-        .map_err(internal)?;
+    // A user id that is not a UUID is no user's: it matches no order (not a 422).
+    let Ok(user_id) = query.user_id.as_deref().map(str::parse::<Uuid>).transpose() else {
+        return Ok(AxumJson(Vec::new()));
+    };
+    let mut conn = db.pool().acquire().await?;
+    let orders = store::list(&mut conn, user_id, status, limit).await?;
     Ok(AxumJson(orders.into_iter().map(OrderView::from).collect()))
 }
 
@@ -196,21 +205,12 @@ async fn list(
         (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "PENDING, CANCELLING or CANCELLED", body = Problem, content_type = "application/problem+json")))]
 async fn cancel(State(db): State<Db>, Path(id): Path<String>) -> Result<Response, Problem> {
-    let not_found = || Problem::not_found(format!("no order {id}"));
-    let order_id: Uuid = id.parse().map_err(|_| not_found())?;
-    let key = order_id.to_string();
-    let mut tx = db.begin_write().await.map_err(internal)?;
-    let (status, user_id) = store::lock(&mut tx, &key).await.map_err(internal)?.ok_or_else(not_found)?;
-    let Some((next, reason)) = domain::next(status, Step::CancelRequested) else {
-        return Err(Problem::conflict(format!(
+    let order_id = order_id(&id)?;
+    match handlers::cancel(&db, order_id).await? {
+        Outcome::Moved(order) => Ok((StatusCode::ACCEPTED, AxumJson(OrderView::from(order))).into_response()),
+        Outcome::NotFound => Err(not_found(&id)),
+        Outcome::Refused(status) => Err(Problem::conflict(format!(
             "order {order_id} is {status}: only a CONFIRMED order can be cancelled"
-        )));
-    };
-    let reason = reason.map(domain::reason_text);
-    store::transition(&mut tx, &key, next, reason.as_deref(), None, now_ms()).await.map_err(internal)?;
-    let user_id: Uuid = user_id.parse().map_err(|_| internal(sqlx::Error::RowNotFound))?;
-    tx.publish(&OrderCancelRequested { order_id, user_id }).await.map_err(internal)?;
-    let order = store::find(tx.conn(), &key).await.map_err(internal)?.ok_or_else(not_found)?;
-    tx.commit().await.map_err(internal)?;
-    Ok((StatusCode::ACCEPTED, AxumJson(OrderView::from(order))).into_response())
+        ))),
+    }
 }

@@ -1,6 +1,7 @@
 //! An order's life: its statuses, the moves between them, and a valid new order.
 
 use std::fmt;
+use std::str::FromStr;
 
 use platform::problem::Problem;
 use shared_events::{FailureReason, OrderItem};
@@ -20,6 +21,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order of an order's life.
+    pub const ALL: [Self; 4] = [Self::Pending, Self::Confirmed, Self::Cancelling, Self::Cancelled];
+
     /// As stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,16 +33,17 @@ impl Status {
             Self::Cancelled => "CANCELLED",
         }
     }
+}
 
-    /// From its stored form.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "PENDING" => Some(Self::Pending),
-            "CONFIRMED" => Some(Self::Confirmed),
-            "CANCELLING" => Some(Self::Cancelling),
-            "CANCELLED" => Some(Self::Cancelled),
-            _ => None,
-        }
+impl FromStr for Status {
+    type Err = UnknownStatus;
+
+    /// From its stored and shown form ([`Status::as_str`]).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| UnknownStatus(text.to_owned()))
     }
 }
 
@@ -48,11 +53,26 @@ impl fmt::Display for Status {
     }
 }
 
+/// Text that names no [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStatus(pub String);
+
+impl fmt::Display for UnknownStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not an order status", self.0)
+    }
+}
+
+impl std::error::Error for UnknownStatus {}
+
 /// What moves an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// The payment went through.
-    Paid,
+    /// The payment went through, for this total.
+    Paid {
+        /// What was charged.
+        total_cents: i64,
+    },
     /// The stock could not be reserved.
     Rejected(FailureReason),
     /// The reservation was released (after a failed payment, or a refund).
@@ -65,7 +85,7 @@ pub enum Step {
 /// late or repeated event, or a cancel of an order that cannot be cancelled).
 pub fn next(status: Status, step: Step) -> Option<(Status, Option<FailureReason>)> {
     match (status, step) {
-        (Status::Pending, Step::Paid) => Some((Status::Confirmed, None)),
+        (Status::Pending, Step::Paid { .. }) => Some((Status::Confirmed, None)),
         (Status::Pending, Step::Rejected(reason) | Step::Released(reason)) => {
             Some((Status::Cancelled, Some(reason)))
         }
@@ -77,11 +97,6 @@ pub fn next(status: Status, step: Step) -> Option<(Status, Option<FailureReason>
         }
         _ => None,
     }
-}
-
-/// The words of a reason, as the API and events spell it.
-pub fn reason_text(reason: FailureReason) -> String {
-    serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// A valid order request.
@@ -130,7 +145,8 @@ mod tests {
     #[test]
     fn the_saga_moves_an_order_only_along_the_contract() {
         use FailureReason::*;
-        assert_eq!(next(Status::Pending, Step::Paid), Some((Status::Confirmed, None)));
+        let paid = Step::Paid { total_cents: 2500 };
+        assert_eq!(next(Status::Pending, paid), Some((Status::Confirmed, None)));
         assert_eq!(
             next(Status::Pending, Step::Rejected(OutOfStock)),
             Some((Status::Cancelled, Some(OutOfStock)))
@@ -150,8 +166,16 @@ mod tests {
         for status in [Status::Pending, Status::Cancelling, Status::Cancelled] {
             assert_eq!(next(status, Step::CancelRequested), None, "{status} cannot be cancelled");
         }
-        assert_eq!(next(Status::Confirmed, Step::Paid), None);
+        assert_eq!(next(Status::Confirmed, paid), None);
         assert_eq!(next(Status::Cancelled, Step::Released(InsufficientFunds)), None);
+    }
+
+    #[test]
+    fn a_status_reads_back_as_it_is_written() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>(), Ok(status));
+        }
+        assert_eq!("pending".parse::<Status>(), Err(UnknownStatus("pending".to_owned())));
     }
 
     #[test]

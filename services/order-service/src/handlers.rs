@@ -1,46 +1,87 @@
-//! The order's part of the saga: it ends what it started. Confirmed on
-//! `PaymentCompleted`; cancelled on `InventoryRejected` or `InventoryReleased`.
+//! What moves an order, in one place: the saga's events (confirmed on `PaymentCompleted`;
+//! cancelled on `InventoryRejected` or `InventoryReleased`) and the user's cancel that the
+//! API takes. Each is a [`Step`] taken by [`apply`].
 
 use async_trait::async_trait;
 use platform::clock::now_ms;
 use platform::consumer::{EventMeta, Handler, HandlerError};
-use platform::db::Tx;
-use shared_events::{InventoryRejected, InventoryReleased, OrderCancelled, OrderConfirmed, PaymentCompleted};
+use platform::db::{Db, Tx};
+use shared_events::{
+    InventoryRejected, InventoryReleased, OrderCancelRequested, OrderCancelled, OrderConfirmed,
+    PaymentCompleted,
+};
 use uuid::Uuid;
 
 use crate::domain::{self, Status, Step};
-use crate::store;
+use crate::store::{self, Order};
 
-/// Applies `step` to order `order_id` and publishes what it became; a step that does not
-/// apply (a repeated or late event) changes nothing.
-async fn apply(
-    tx: &mut Tx,
-    order_id: Uuid,
-    step: Step,
-    total_cents: Option<i64>,
-) -> Result<(), HandlerError> {
-    let id = order_id.to_string();
-    let Some((status, user_id)) = store::lock(tx, &id).await? else {
-        return Err(HandlerError::permanent(format!("no order {order_id}")));
+/// What became of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<T> {
+    /// There is no such order.
+    NotFound,
+    /// The step does not apply to an order in this status; nothing changed.
+    Refused(Status),
+    /// The order moved.
+    Moved(T),
+}
+
+/// Applies `step` to order `order_id` in `tx`: locks it, decides with [`domain::next`],
+/// records the move and publishes what it became. Returns the new status.
+pub async fn apply(tx: &mut Tx, order_id: Uuid, step: Step) -> Result<Outcome<Status>, sqlx::Error> {
+    let Some((status, user_id)) = store::lock(tx, order_id).await? else {
+        return Ok(Outcome::NotFound);
     };
     let Some((next, reason)) = domain::next(status, step) else {
-        tracing::debug!(%order_id, %status, ?step, "step does not apply");
-        return Ok(());
+        return Ok(Outcome::Refused(status));
     };
-    let reason_text = reason.map(domain::reason_text);
-    store::transition(tx, &id, next, reason_text.as_deref(), total_cents, now_ms()).await?;
-    let user_id: Uuid = user_id.parse().map_err(|e| HandlerError::permanent(format!("user id: {e}")))?;
-    match (next, reason) {
-        (Status::Confirmed, _) => {
-            tx.publish(&OrderConfirmed { order_id, user_id, total_cents: total_cents.unwrap_or_default() })
-                .await?;
+    let total_cents = match step {
+        Step::Paid { total_cents } => Some(total_cents),
+        _ => None,
+    };
+    store::transition(tx, order_id, next, reason, total_cents, now_ms()).await?;
+    match (next, reason, total_cents) {
+        (Status::Confirmed, _, Some(total_cents)) => {
+            tx.publish(&OrderConfirmed { order_id, user_id, total_cents }).await?;
         }
-        (Status::Cancelled, Some(reason)) => {
+        (Status::Cancelling, _, _) => {
+            tx.publish(&OrderCancelRequested { order_id, user_id }).await?;
+        }
+        (Status::Cancelled, Some(reason), _) => {
             tx.publish(&OrderCancelled { order_id, user_id, reason }).await?;
         }
         _ => {}
     }
-    Ok(())
+    Ok(Outcome::Moved(next))
+}
+
+/// The user's cancel of order `order_id`, in a transaction of its own: the order as it
+/// now is when it moved.
+pub async fn cancel(db: &Db, order_id: Uuid) -> Result<Outcome<Order>, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let outcome = match apply(&mut tx, order_id, Step::CancelRequested).await? {
+        Outcome::Moved(_) => match store::find(tx.conn(), order_id).await? {
+            Some(order) => Outcome::Moved(order),
+            None => Outcome::NotFound,
+        },
+        Outcome::NotFound => Outcome::NotFound,
+        Outcome::Refused(status) => Outcome::Refused(status),
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// [`apply`] for an event of the saga: a missing order is a permanent failure; a step
+/// that does not apply (a repeated or late event) changes nothing.
+async fn saga_step(tx: &mut Tx, order_id: Uuid, step: Step) -> Result<(), HandlerError> {
+    match apply(tx, order_id, step).await? {
+        Outcome::NotFound => Err(HandlerError::permanent(format!("no order {order_id}"))),
+        Outcome::Refused(status) => {
+            tracing::debug!(%order_id, %status, ?step, "step does not apply");
+            Ok(())
+        }
+        Outcome::Moved(_) => Ok(()),
+    }
 }
 
 /// Confirms a paid order.
@@ -54,7 +95,7 @@ impl Handler<PaymentCompleted> for Confirm {
         _meta: &EventMeta,
         tx: &mut Tx,
     ) -> Result<(), HandlerError> {
-        apply(tx, event.order_id, Step::Paid, Some(event.amount_cents)).await
+        saga_step(tx, event.order_id, Step::Paid { total_cents: event.amount_cents }).await
     }
 }
 
@@ -69,7 +110,7 @@ impl Handler<InventoryRejected> for CancelRejected {
         _meta: &EventMeta,
         tx: &mut Tx,
     ) -> Result<(), HandlerError> {
-        apply(tx, event.order_id, Step::Rejected(event.reason), None).await
+        saga_step(tx, event.order_id, Step::Rejected(event.reason)).await
     }
 }
 
@@ -84,6 +125,6 @@ impl Handler<InventoryReleased> for CancelReleased {
         _meta: &EventMeta,
         tx: &mut Tx,
     ) -> Result<(), HandlerError> {
-        apply(tx, event.order_id, Step::Released(event.reason), None).await
+        saga_step(tx, event.order_id, Step::Released(event.reason)).await
     }
 }

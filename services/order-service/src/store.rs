@@ -1,9 +1,12 @@
 //! The `orders`, `order_items` and `order_history` tables.
 
-use platform::db::Tx;
-use shared_events::OrderItem;
+use std::str::FromStr;
+
+use platform::db::{Tx, optional_text_at, text_at};
+use shared_events::{FailureReason, OrderItem};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
 
 use crate::domain::Status;
 
@@ -11,40 +14,53 @@ use crate::domain::Status;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     /// Id.
-    pub id: String,
+    pub id: Uuid,
     /// Who ordered.
-    pub user_id: String,
+    pub user_id: Uuid,
     /// Where it stands.
-    pub status: String,
+    pub status: Status,
     /// What was charged, once confirmed.
     pub total_cents: Option<i64>,
     /// Why it was cancelled.
-    pub failure_reason: Option<String>,
+    pub failure_reason: Option<FailureReason>,
     /// Created.
     pub created_at_ms: i64,
     /// Last changed.
     pub updated_at_ms: i64,
     /// Lines.
     pub items: Vec<OrderItem>,
-    /// (status, reason, at) per step, oldest first.
-    pub history: Vec<(String, Option<String>, i64)>,
+    /// Every status it has had, oldest first.
+    pub history: Vec<Change>,
+}
+
+/// One entry of an order's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The status it moved to.
+    pub status: Status,
+    /// Why, when a reason goes with it.
+    pub reason: Option<FailureReason>,
+    /// When.
+    pub at_ms: i64,
 }
 
 /// Stores a new PENDING order with its lines and first history entry, and returns it as
 /// stored (built from what was written rather than read back).
 pub async fn insert(
     tx: &mut Tx,
-    id: &str,
-    user_id: &str,
+    id: Uuid,
+    user_id: Uuid,
     items: &[OrderItem],
     now_ms: i64,
 ) -> Result<Order, sqlx::Error> {
+    let key = id.to_string();
     sqlx::query(
         "INSERT INTO orders (id, user_id, status, total_cents, failure_reason, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, 'PENDING', NULL, NULL, $3, $3)",
+         VALUES ($1, $2, $3, NULL, NULL, $4, $4)",
     )
-    .bind(id)
-    .bind(user_id)
+    .bind(&key)
+    .bind(user_id.to_string())
+    .bind(Status::Pending.as_str())
     .bind(now_ms)
     .execute(tx.conn())
     .await?;
@@ -54,94 +70,96 @@ pub async fn insert(
     );
     let mut lines = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (line, item) in items.iter().enumerate() {
-        lines = lines.bind(id).bind(line as i32).bind(&item.sku).bind(i64::from(item.quantity));
+        lines = lines.bind(&key).bind(line as i32).bind(&item.sku).bind(i64::from(item.quantity));
     }
     lines.execute(tx.conn()).await?;
-    sqlx::query(
-        "INSERT INTO order_history (order_id, seq, status, reason, at_ms) VALUES ($1, 0, $2, NULL, $3)",
-    )
-    .bind(id)
-    .bind(Status::Pending.as_str())
-    .bind(now_ms)
-    .execute(tx.conn())
-    .await?;
+    let first = Change { status: Status::Pending, reason: None, at_ms: now_ms };
+    add_history(tx, &key, first).await?;
     Ok(Order {
-        id: id.to_owned(),
-        user_id: user_id.to_owned(),
-        status: Status::Pending.as_str().to_owned(),
+        id,
+        user_id,
+        status: Status::Pending,
         total_cents: None,
         failure_reason: None,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
         items: items.to_vec(),
-        history: vec![(Status::Pending.as_str().to_owned(), None, now_ms)],
+        history: vec![first],
     })
 }
 
-async fn add_history(
-    tx: &mut Tx,
-    id: &str,
-    status: Status,
-    reason: Option<&str>,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
+async fn add_history(tx: &mut Tx, key: &str, change: Change) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO order_history (order_id, seq, status, reason, at_ms) \
          VALUES ($1, (SELECT COUNT(*) FROM order_history WHERE order_id = $1), $2, $3, $4)",
     )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(reason.map(str::to_owned))
-    .bind(now_ms)
+    .bind(key)
+    .bind(change.status.as_str())
+    .bind(change.reason.map(FailureReason::as_str))
+    .bind(change.at_ms)
     .execute(tx.conn())
     .await
     .map(|_| ())
 }
 
 /// The status and user of order `id`, locked until the transaction ends.
-pub async fn lock(tx: &mut Tx, id: &str) -> Result<Option<(Status, String)>, sqlx::Error> {
+pub async fn lock(tx: &mut Tx, id: Uuid) -> Result<Option<(Status, Uuid)>, sqlx::Error> {
     let sql = format!("SELECT status, user_id FROM orders WHERE id = $1{}", tx.for_update());
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(tx.conn()).await? else {
-        return Ok(None);
-    };
-    let status: String = row.try_get(0)?;
-    let status =
-        Status::parse(&status).ok_or_else(|| sqlx::Error::Decode(format!("status {status}").into()))?;
-    Ok(Some((status, row.try_get(1)?)))
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(tx.conn()).await?;
+    row.map(|row| Ok((text_at(&row, 0)?, text_at(&row, 1)?))).transpose()
 }
 
 /// Moves order `id` to `status` (with `reason`, and the total once paid), in its history too.
 pub async fn transition(
     tx: &mut Tx,
-    id: &str,
+    id: Uuid,
     status: Status,
-    reason: Option<&str>,
+    reason: Option<FailureReason>,
     total_cents: Option<i64>,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
+    let key = id.to_string();
+    // `failure_reason` says why an order ended: a CANCELLING order's reason is in its history only.
+    let failure_reason = if status == Status::Cancelled { reason } else { None };
     sqlx::query(
         "UPDATE orders SET status = $1, failure_reason = COALESCE($2, failure_reason), \
          total_cents = COALESCE($3, total_cents), updated_at_ms = $4 WHERE id = $5",
     )
     .bind(status.as_str())
-    .bind(if status == Status::Cancelled { reason.map(str::to_owned) } else { None })
+    .bind(failure_reason.map(FailureReason::as_str))
     .bind(total_cents)
     .bind(now_ms)
-    .bind(id)
+    .bind(&key)
     .execute(tx.conn())
     .await?;
-    add_history(tx, id, status, reason, now_ms).await
+    add_history(tx, &key, Change { status, reason, at_ms: now_ms }).await
+}
+
+/// A [`FailureReason`] read through [`text_at`]: shared-events gives it `parse`, not
+/// `FromStr`, and this keeps `text_at` the one decoding point here.
+struct StoredReason(FailureReason);
+
+impl FromStr for StoredReason {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        FailureReason::parse(text).map(Self).ok_or_else(|| "not a failure reason".to_owned())
+    }
+}
+
+fn reason_at(row: &AnyRow, index: usize) -> Result<Option<FailureReason>, sqlx::Error> {
+    Ok(optional_text_at::<StoredReason>(row, index)?.map(|reason| reason.0))
 }
 
 const COLUMNS: &str = "id, user_id, status, total_cents, failure_reason, created_at_ms, updated_at_ms";
 
 fn order(row: &AnyRow) -> Result<Order, sqlx::Error> {
     Ok(Order {
-        id: row.try_get(0)?,
-        user_id: row.try_get(1)?,
-        status: row.try_get(2)?,
+        id: text_at(row, 0)?,
+        user_id: text_at(row, 1)?,
+        status: text_at(row, 2)?,
         total_cents: row.try_get(3)?,
-        failure_reason: row.try_get(4)?,
+        failure_reason: reason_at(row, 4)?,
         created_at_ms: row.try_get(5)?,
         updated_at_ms: row.try_get(6)?,
         items: Vec::new(),
@@ -150,8 +168,9 @@ fn order(row: &AnyRow) -> Result<Order, sqlx::Error> {
 }
 
 async fn with_details(conn: &mut AnyConnection, mut order: Order) -> Result<Order, sqlx::Error> {
+    let key = order.id.to_string();
     order.items = sqlx::query("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line")
-        .bind(&order.id)
+        .bind(&key)
         .fetch_all(&mut *conn)
         .await?
         .iter()
@@ -159,19 +178,21 @@ async fn with_details(conn: &mut AnyConnection, mut order: Order) -> Result<Orde
         .collect::<Result<_, sqlx::Error>>()?;
     order.history =
         sqlx::query("SELECT status, reason, at_ms FROM order_history WHERE order_id = $1 ORDER BY seq")
-            .bind(&order.id)
+            .bind(&key)
             .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .map(|row| {
+                Ok(Change { status: text_at(row, 0)?, reason: reason_at(row, 1)?, at_ms: row.try_get(2)? })
+            })
             .collect::<Result<_, sqlx::Error>>()?;
     Ok(order)
 }
 
 /// Order `id` with its lines and history.
-pub async fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<Order>, sqlx::Error> {
+pub async fn find(conn: &mut AnyConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1");
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *conn).await?;
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&mut *conn).await?;
     match found {
         Some(row) => Ok(Some(with_details(conn, order(&row)?).await?)),
         None => Ok(None),
@@ -181,8 +202,8 @@ pub async fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<Order>, s
 /// Orders matching the filters, newest first.
 pub async fn list(
     conn: &mut AnyConnection,
-    user_id: Option<&str>,
-    status: Option<&str>,
+    user_id: Option<Uuid>,
+    status: Option<Status>,
     limit: i64,
 ) -> Result<Vec<Order>, sqlx::Error> {
     let sql = format!(
@@ -190,8 +211,8 @@ pub async fn list(
          ORDER BY created_at_ms DESC, id DESC LIMIT $3"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(user_id.map(str::to_owned))
-        .bind(status.map(str::to_owned))
+        .bind(user_id.map(|id| id.to_string()))
+        .bind(status.map(Status::as_str))
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;

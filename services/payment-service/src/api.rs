@@ -10,6 +10,7 @@ use platform::problem::Problem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::{self, DepositAmount};
 use crate::store::{self, Payment};
 
 /// The OpenAPI description of these routes.
@@ -26,30 +27,30 @@ pub fn router(db: Db) -> Router {
         .with_state(db)
 }
 
-fn internal(error: sqlx::Error) -> Problem {
-    Problem::internal(&error)
-}
-
 /// A wallet as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct WalletView {
-    user_id: String,
+    user_id: Uuid,
     balance_cents: i64,
 }
 
-fn user_id(raw: &str) -> Result<String, Problem> {
-    raw.parse::<Uuid>().map(|id| id.to_string()).map_err(|_| Problem::not_found(format!("no wallet {raw}")))
+fn no_wallet(user_id: impl std::fmt::Display) -> Problem {
+    Problem::not_found(format!("no wallet {user_id}"))
+}
+
+/// The wallet's owner from the path: text that is no user id names no wallet either.
+fn owner(raw: &str) -> Result<Uuid, Problem> {
+    raw.parse().map_err(|_| no_wallet(raw))
 }
 
 /// A user's wallet (opened when the user signed up).
 #[utoipa::path(get, path = "/api/wallets/{userId}", tag = "payments", params(("userId" = Uuid, Path)),
     responses((status = 200, description = "OK", body = WalletView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 async fn wallet(State(db): State<Db>, Path(raw): Path<String>) -> Result<AxumJson<WalletView>, Problem> {
-    let user_id = user_id(&raw)?;
-    let mut conn = db.pool().acquire().await.map_err(internal)?;
-    let balance = store::balance(&mut conn, &user_id).await.map_err(internal)?;
-    let balance_cents = balance.ok_or_else(|| Problem::not_found(format!("no wallet {user_id}")))?;
+    let user_id = owner(&raw)?;
+    let mut conn = db.pool().acquire().await?;
+    let balance_cents = store::balance(&mut conn, user_id).await?.ok_or_else(|| no_wallet(user_id))?;
     Ok(AxumJson(WalletView { user_id, balance_cents }))
 }
 
@@ -72,20 +73,14 @@ async fn deposit(
     Path(raw): Path<String>,
     Json(body): Json<Deposit>,
 ) -> Result<AxumJson<WalletView>, Problem> {
-    let user_id = user_id(&raw)?;
-    if !(1..=100_000_000).contains(&body.amount_cents) {
-        return Err(Problem::invalid("amountCents", "must be from 1 to 100000000"));
-    }
-    let mut tx = db.begin_write().await.map_err(internal)?;
-    if store::lock_balance(&mut tx, &user_id).await.map_err(internal)?.is_none() {
-        return Err(Problem::not_found(format!("no wallet {user_id}")));
-    }
-    store::add_to_balance(&mut tx, &user_id, body.amount_cents).await.map_err(internal)?;
-    store::insert_deposit(&mut tx, &Uuid::now_v7().to_string(), &user_id, body.amount_cents, now_ms())
-        .await
-        .map_err(internal)?;
-    let balance_cents = store::lock_balance(&mut tx, &user_id).await.map_err(internal)?.unwrap_or_default();
-    tx.commit().await.map_err(internal)?;
+    let user_id = owner(&raw)?;
+    let amount = DepositAmount::parse(body.amount_cents)?;
+    let mut tx = db.begin_write().await?;
+    let balance = store::lock_balance(&mut tx, user_id).await?.ok_or_else(|| no_wallet(user_id))?;
+    let balance_cents = domain::deposit(balance, amount)?;
+    store::set_balance(&mut tx, user_id, balance_cents).await?;
+    store::insert_deposit(&mut tx, Uuid::now_v7(), user_id, amount.cents(), now_ms()).await?;
+    tx.commit().await?;
     Ok(AxumJson(WalletView { user_id, balance_cents }))
 }
 
@@ -94,6 +89,7 @@ async fn deposit(
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 struct PaymentsQuery {
+    // Text, not a `Uuid`: one that is no order id matches no payment rather than being a 400.
     order_id: Option<String>,
 }
 
@@ -101,9 +97,9 @@ struct PaymentsQuery {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PaymentView {
-    id: String,
-    order_id: String,
-    user_id: String,
+    id: Uuid,
+    order_id: Uuid,
+    user_id: Uuid,
     amount_cents: i64,
     status: String,
     reason: Option<String>,
@@ -116,8 +112,8 @@ impl From<Payment> for PaymentView {
             order_id: p.order_id,
             user_id: p.user_id,
             amount_cents: p.amount_cents,
-            status: p.status,
-            reason: p.reason,
+            status: p.status.to_string(),
+            reason: p.reason.map(|reason| reason.to_string()),
         }
     }
 }
@@ -129,7 +125,12 @@ async fn payments(
     State(db): State<Db>,
     Query(query): Query<PaymentsQuery>,
 ) -> Result<AxumJson<Vec<PaymentView>>, Problem> {
-    let mut conn = db.pool().acquire().await.map_err(internal)?;
-    let found = store::list(&mut conn, query.order_id.as_deref()).await.map_err(internal)?;
+    let order_id = match query.order_id.as_deref().map(str::parse::<Uuid>) {
+        None => None,
+        Some(Ok(order_id)) => Some(order_id),
+        Some(Err(_)) => return Ok(AxumJson(Vec::new())),
+    };
+    let mut conn = db.pool().acquire().await?;
+    let found = store::list(&mut conn, order_id).await?;
     Ok(AxumJson(found.into_iter().map(PaymentView::from).collect()))
 }

@@ -6,11 +6,11 @@ use platform::clock::now_ms;
 use platform::consumer::{EventMeta, Handler, HandlerError};
 use platform::db::Tx;
 use shared_events::{
-    FailureReason, InventoryReserved, OrderCancelRequested, PaymentCompleted, PaymentFailed, PaymentRefunded,
-    UserSignedUp,
+    InventoryReserved, OrderCancelRequested, PaymentCompleted, PaymentFailed, PaymentRefunded, UserSignedUp,
 };
 use uuid::Uuid;
 
+use crate::domain::{self, PaymentStatus};
 use crate::store::{self, Payment};
 
 /// Opens a wallet with the initial balance for every new user.
@@ -22,7 +22,7 @@ pub struct OpenWallet {
 #[async_trait]
 impl Handler<UserSignedUp> for OpenWallet {
     async fn handle(&self, event: UserSignedUp, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
-        store::open_wallet(tx, &event.user_id.to_string(), self.initial_cents, now_ms()).await?;
+        store::open_wallet(tx, event.user_id, self.initial_cents, now_ms()).await?;
         Ok(())
     }
 }
@@ -38,46 +38,40 @@ impl Handler<InventoryReserved> for Charge {
         _meta: &EventMeta,
         tx: &mut Tx,
     ) -> Result<(), HandlerError> {
-        let order_id = event.order_id.to_string();
-        if store::lock_payment(tx, &order_id).await?.is_some() {
+        if store::lock_payment(tx, event.order_id).await?.is_some() {
             return Ok(()); // charged (or refused) for an earlier copy of the event
         }
-        let user_id = event.user_id.to_string();
-        let amount = event.total_cents;
-        let failure = match store::lock_balance(tx, &user_id).await? {
-            None => Some(FailureReason::NoWallet),
-            Some(_) if !store::add_to_balance(tx, &user_id, -amount).await? => {
-                Some(FailureReason::InsufficientFunds)
-            }
-            Some(_) => None,
-        };
-        let payment_id = Uuid::now_v7();
+        let amount_cents = event.total_cents;
+        let charged = domain::charge(store::lock_balance(tx, event.user_id).await?, amount_cents);
         let payment = Payment {
-            id: payment_id.to_string(),
-            order_id,
-            user_id,
-            amount_cents: amount,
-            status: if failure.is_some() { "FAILED" } else { "COMPLETED" }.to_owned(),
-            reason: failure.map(|r| {
-                serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-            }),
+            id: Uuid::now_v7(),
+            order_id: event.order_id,
+            user_id: event.user_id,
+            amount_cents,
+            status: if charged.is_ok() { PaymentStatus::Completed } else { PaymentStatus::Failed },
+            reason: charged.err(),
         };
-        store::insert_payment(tx, &payment, now_ms()).await?;
-        match failure {
-            None => {
+        // The payment row before the money: on PostgreSQL a copy of the event handled at the
+        // same moment finds no payment to lock above, and is stopped here instead.
+        if !store::insert_payment(tx, &payment, now_ms()).await? {
+            return Ok(());
+        }
+        match charged {
+            Ok(balance_cents) => {
+                store::set_balance(tx, event.user_id, balance_cents).await?;
                 tx.publish(&PaymentCompleted {
-                    payment_id,
+                    payment_id: payment.id,
                     order_id: event.order_id,
                     user_id: event.user_id,
-                    amount_cents: amount,
+                    amount_cents,
                 })
                 .await?;
             }
-            Some(reason) => {
+            Err(reason) => {
                 tx.publish(&PaymentFailed {
                     order_id: event.order_id,
                     user_id: event.user_id,
-                    amount_cents: amount,
+                    amount_cents,
                     reason,
                 })
                 .await?;
@@ -98,18 +92,22 @@ impl Handler<OrderCancelRequested> for Refund {
         _meta: &EventMeta,
         tx: &mut Tx,
     ) -> Result<(), HandlerError> {
-        let Some(payment) = store::lock_payment(tx, &event.order_id.to_string()).await? else {
+        let Some(payment) = store::lock_payment(tx, event.order_id).await? else {
             return Err(HandlerError::permanent(format!("no payment for order {}", event.order_id)));
         };
-        if payment.status != "COMPLETED" {
-            return Ok(()); // refunded already
-        }
-        store::add_to_balance(tx, &payment.user_id, payment.amount_cents).await?;
-        store::set_status(tx, &payment.id, "REFUNDED", now_ms()).await?;
-        let payment_id =
-            payment.id.parse().map_err(|e| HandlerError::permanent(format!("payment id: {e}")))?;
+        let Some(refunded) = domain::refund(payment.status) else {
+            return Ok(()); // refused (nothing was taken), or refunded already
+        };
+        let Some(balance_cents) = store::lock_balance(tx, payment.user_id).await? else {
+            return Err(HandlerError::permanent(format!("no wallet for user {}", payment.user_id)));
+        };
+        let balance_cents = domain::credit(balance_cents, payment.amount_cents).ok_or_else(|| {
+            HandlerError::permanent(format!("refunding order {} overflows the balance", event.order_id))
+        })?;
+        store::set_balance(tx, payment.user_id, balance_cents).await?;
+        store::set_status(tx, payment.id, refunded, now_ms()).await?;
         tx.publish(&PaymentRefunded {
-            payment_id,
+            payment_id: payment.id,
             order_id: event.order_id,
             user_id: event.user_id,
             amount_cents: payment.amount_cents,

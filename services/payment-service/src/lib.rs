@@ -2,6 +2,7 @@
 //! charges on `InventoryReserved`, refunds on `OrderCancelRequested`.
 
 pub mod api;
+pub mod domain;
 pub mod handlers;
 pub mod store;
 

@@ -73,6 +73,22 @@ struct SignUpFingerprint {
     password: Option<String>,
 }
 
+impl SignUpFingerprint {
+    /// The fingerprint of `new_user`. Without a key nothing is compared, so the password's
+    /// (slow, Argon2id) fingerprint is only computed under one.
+    async fn of(new_user: &NewUser, key: Option<&IdempotencyKey>) -> Result<Self, UserError> {
+        let password = match key {
+            Some(key) => Some(password::fingerprint(new_user.password.clone(), key.as_str()).await?),
+            None => None,
+        };
+        Ok(Self {
+            email: new_user.email.as_str().to_owned(),
+            name: new_user.name.as_str().to_owned(),
+            password,
+        })
+    }
+}
+
 /// Signs a user up; `UserSignedUp` opens a wallet and sends the welcome mail.
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = SignUpRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key return the first answer")),
@@ -89,17 +105,7 @@ async fn sign_up(
 ) -> Result<Response, Problem> {
     let key = IdempotencyKey::from_headers(&headers)?;
     let new_user = request.validate()?;
-    let password_fingerprint = match &key {
-        Some(key) => Some(
-            password::fingerprint(new_user.password.clone(), key.as_str()).await.map_err(UserError::from)?,
-        ),
-        None => None,
-    };
-    let fingerprint = SignUpFingerprint {
-        email: new_user.email.as_str().to_owned(),
-        name: new_user.name.as_str().to_owned(),
-        password: password_fingerprint,
-    };
+    let fingerprint = SignUpFingerprint::of(&new_user, key.as_ref()).await?;
     let password_hash = password::hash(new_user.password.clone()).await.map_err(UserError::from)?;
     idempotency::once(&db, "POST /api/users", key, &fingerprint, |tx| register(tx, new_user, password_hash))
         .await
@@ -117,14 +123,11 @@ async fn register(
         name: new_user.name.as_str().to_owned(),
         created_at_ms: now_ms(),
     };
-    let inserted = store::insert(tx.conn(), &user, &new_user.email.key(), &password_hash)
-        .await
-        .map_err(UserError::from)?;
-    if !inserted {
+    if !store::insert(tx.conn(), &user, &new_user.email.key(), &password_hash).await? {
         return Err(UserError::EmailTaken(user.email).into());
     }
     let event = UserSignedUp { user_id: user.id, email: user.email.clone(), name: user.name.clone() };
-    tx.publish(&event).await.map_err(UserError::from)?;
+    tx.publish(&event).await?;
     tracing::info!(user_id = %user.id, "user signed up");
     let location = format!("/api/users/{}", user.id);
     let response = StoredResponse::json(StatusCode::CREATED, &UserResponse::from(user), Some(location))?;
@@ -134,13 +137,9 @@ async fn register(
 /// One user.
 #[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, description = "OK", body = UserResponse), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
-async fn find(State(db): State<Db>, Path(id): Path<String>) -> Result<AxumJson<serde_json::Value>, Problem> {
-    let id: Uuid = id.parse().map_err(|_| UserError::NotFound(id.clone()))?;
-    let mut conn = db.pool().acquire().await.map_err(UserError::from)?;
-    let user = store::find(&mut conn, id)
-        .await
-        .map_err(UserError::from)?
-        .ok_or(UserError::NotFound(id.to_string()))?;
-    let body = serde_json::to_value(UserResponse::from(user)).map_err(|e| Problem::internal(&e))?;
-    Ok(AxumJson(body))
+async fn find(State(db): State<Db>, Path(raw): Path<String>) -> Result<AxumJson<UserResponse>, Problem> {
+    let id: Uuid = raw.parse().map_err(|_| UserError::NotFound(raw.clone()))?;
+    let mut conn = db.pool().acquire().await?;
+    let user = store::find(&mut conn, id).await?.ok_or_else(|| UserError::NotFound(id.to_string()))?;
+    Ok(AxumJson(user.into()))
 }

@@ -14,9 +14,6 @@ pub enum UserError {
     /// No such user.
     #[error("no user {0}")]
     NotFound(String),
-    /// The database failed.
-    #[error("database")]
-    Db(#[from] sqlx::Error),
     /// Hashing failed.
     #[error(transparent)]
     Hash(#[from] HashError),
@@ -30,7 +27,7 @@ impl From<UserError> for Problem {
                 ..Problem::new(StatusCode::CONFLICT, Some("email: is already registered".to_owned()))
             },
             UserError::NotFound(id) => Problem::not_found(format!("no user {id}")),
-            UserError::Db(_) | UserError::Hash(_) => Problem::internal(&error),
+            UserError::Hash(_) => Problem::internal(&error),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `users` table.
 
+use platform::db::text_at;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
@@ -46,7 +47,7 @@ pub async fn find(conn: &mut AnyConnection, id: Uuid) -> Result<Option<User>, sq
         .await?;
     row.map(|row| {
         Ok(User {
-            id: row.try_get::<String, _>(0)?.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            id: text_at(&row, 0)?,
             email: row.try_get(1)?,
             name: row.try_get(2)?,
             created_at_ms: row.try_get(3)?,

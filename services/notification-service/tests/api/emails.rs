@@ -1,9 +1,12 @@
+use std::time::Duration;
+
 use platform::dead_letter::read_all;
 use rdkafka::Message;
-use serde_json::json;
+use rdkafka::message::{Headers, OwnedMessage};
+use serde_json::{Value, json};
 use testkit::kafka_config;
 
-use crate::helpers::{problem, spawn_app};
+use crate::helpers::{TestApp, problem, spawn_app};
 
 #[tokio::test]
 async fn a_queued_email_is_sent_and_listed() {
@@ -69,9 +72,9 @@ async fn bad_requests_name_the_field_and_queue_nothing() {
     .await;
 }
 
-#[tokio::test]
-async fn a_failing_address_reaches_the_dlt_and_the_failed_list_and_can_be_retried() {
-    let app = spawn_app().await;
+/// Queues an e-mail to an address that always fails, and returns its failure once it is
+/// in the failed list.
+async fn a_failed_email(app: &TestApp) -> Value {
     let response = app
         .post(
             "/api/emails/send",
@@ -79,8 +82,39 @@ async fn a_failing_address_reaches_the_dlt_and_the_failed_list_and_can_be_retrie
         )
         .await;
     assert_eq!(response.status(), 202);
-    let failed = app.wait_for("/api/notifications/failed", 1).await;
-    let failure = &failed[0];
+    app.wait_for("/api/notifications/failed", 1).await.remove(0)
+}
+
+fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The messages on the contract's `topic` whose `ce_id` is `event_id`, once there are
+/// `count` of them (and no more), for 30 s.
+async fn copies(app: &TestApp, topic: &str, event_id: &str, count: usize) -> Vec<OwnedMessage> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = read_all(&kafka_config(), &app.topic(topic)).await.expect("read");
+        let copies: Vec<OwnedMessage> =
+            all.into_iter().filter(|m| header(m, "ce_id").as_deref() == Some(event_id)).collect();
+        if copies.len() >= count {
+            assert_eq!(copies.len(), count, "copies of {event_id} on {topic}");
+            return copies;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} of {count} copies after 30 s", copies.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_address_reaches_the_dlt_and_the_failed_list() {
+    let app = spawn_app().await;
+    let failure = a_failed_email(&app).await;
     assert_eq!(failure["topic"], app.topic("email.send"));
     assert_eq!(failure["deadLetterTopic"], app.topic("email.send.dlt"));
     assert_eq!(failure["attempts"], 5);
@@ -88,15 +122,12 @@ async fn a_failing_address_reaches_the_dlt_and_the_failed_list_and_can_be_retrie
     assert_eq!(failure["key"], "eve+fail@example.com");
     assert!(failure["error"].as_str().expect("error").contains("+fail"), "{failure}");
     assert!(failure["payload"].as_str().expect("payload").contains("eve+fail@example.com"));
-    assert_eq!(failure["retriedAt"], serde_json::Value::Null);
+    assert_eq!(failure["retriedAt"], Value::Null);
 
     // The message itself, in the dead-letter topic with the contract's headers.
     let dead = read_all(&kafka_config(), &app.topic("email.send.dlt")).await.expect("read");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].key(), Some(&b"eve+fail@example.com"[..]));
-    let headers: Vec<String> = rdkafka::message::Headers::iter(dead[0].headers().expect("headers"))
-        .map(|h| h.key.to_owned())
-        .collect();
     for name in [
         "dlt_original_topic",
         "dlt_original_partition",
@@ -108,30 +139,66 @@ async fn a_failing_address_reaches_the_dlt_and_the_failed_list_and_can_be_retrie
         "dlt_last_failure_at",
         "ce_id",
     ] {
-        assert!(headers.iter().any(|h| h == name), "{name} missing from {headers:?}");
+        assert!(header(&dead[0], name).is_some(), "{name} missing from the dead letter");
     }
+    assert_eq!(header(&dead[0], "ce_id").as_deref(), failure["eventId"].as_str());
     assert!(
         app.get_json("/api/notifications").await.as_array().expect("array").is_empty(),
         "nothing was sent"
     );
+}
 
-    // Retried from the failed list: it runs again (and fails again, being +fail).
+#[tokio::test]
+async fn a_retried_failure_goes_back_on_its_topic_as_it_was() {
+    let app = spawn_app().await;
+    let failure = a_failed_email(&app).await;
     let id = failure["id"].as_str().expect("id");
-    let retried = app
-        .client
-        .post(format!("{}/api/notifications/failed/{id}/retry", app.service.base_url))
-        .send()
-        .await
-        .expect("POST");
+    let event_id = failure["eventId"].as_str().expect("eventId");
+    let original = copies(&app, "email.send", event_id, 1).await.remove(0);
+
+    let retried = app.retry(id).await;
     assert_eq!(retried.status(), 202);
+    let body: Value = retried.json().await.expect("json");
+    assert_eq!(body, json!({"id": id, "status": "REPLAYED", "topic": app.topic("email.send")}));
+    // Marked in the transaction that queued the message: at once, not once it is sent.
+    let failed = app.get_json("/api/notifications/failed").await;
+    let marked = failed.as_array().expect("array").iter().find(|f| f["id"] == id).expect("the failure");
+    assert!(marked["retriedAt"].as_str().expect("retriedAt").ends_with('Z'), "{marked}");
+
+    // Back on its topic: the same event, key and payload, without the dead letter's headers.
+    let copy = copies(&app, "email.send", event_id, 2).await.remove(1);
+    assert_eq!(copy.key(), original.key());
+    assert_eq!(copy.payload(), original.payload());
+    assert_eq!(header(&copy, "ce_type").as_deref(), Some("email.send.v1"));
+    assert_eq!(header(&copy, "dlt_original_topic"), None);
+
+    // It runs again and, being +fail, fails again: a second failure of the same event.
     let failed = app.wait_for("/api/notifications/failed", 2).await;
-    let first = failed.iter().find(|f| f["id"] == id).expect("the first failure");
-    assert!(first["retriedAt"].as_str().expect("retriedAt").ends_with('Z'));
-    let missing = app
-        .client
-        .post(format!("{}/api/notifications/failed/nope/retry", app.service.base_url))
-        .send()
-        .await
-        .expect("POST");
-    problem(missing, 404).await;
+    let again = failed.iter().find(|f| f["id"] != id).expect("the second failure");
+    assert_eq!(again["eventId"], event_id);
+    assert_eq!(again["retriedAt"], Value::Null);
+
+    // The first failure retried once more: its message goes back once more.
+    assert_eq!(app.retry(id).await.status(), 202);
+    copies(&app, "email.send", event_id, 3).await;
+    app.wait_for("/api/notifications/failed", 3).await;
+}
+
+#[tokio::test]
+async fn a_failure_that_cannot_go_back_as_it_was_is_a_conflict() {
+    let app = spawn_app().await;
+    // No ce_id: refused for good, dead-lettered, recorded without an event id.
+    let payload = json!({"from": "shop@example.com", "to": "ida@example.com", "subject": "S", "body": "B"});
+    app.publish_raw("email.send", "ida@example.com", &payload.to_string(), &[("ce_type", "email.send.v1")])
+        .await;
+    let failure = app.wait_for("/api/notifications/failed", 1).await.remove(0);
+    assert_eq!(failure["eventId"], Value::Null);
+    let id = failure["id"].as_str().expect("id");
+    let conflict = problem(app.retry(id).await, 409).await;
+    assert!(conflict["detail"].as_str().expect("detail").contains("no event id"), "{conflict}");
+    let failed = app.get_json("/api/notifications/failed").await;
+    assert_eq!(failed[0]["retriedAt"], Value::Null, "not marked: nothing went back");
+
+    problem(app.retry("nope").await, 404).await;
+    problem(app.retry(&uuid::Uuid::new_v4().to_string()).await, 404).await;
 }

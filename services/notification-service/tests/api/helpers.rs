@@ -48,6 +48,23 @@ impl TestApp {
         self.producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("published");
     }
 
+    /// Produces `payload` on the contract's `topic` with only the headers given: a message
+    /// no relay of this system would write.
+    pub async fn publish_raw(&self, topic: &str, key: &str, payload: &str, headers: &[(&str, &str)]) {
+        let headers = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |all, (key, value)| all.insert(Header { key, value: Some(*value) }));
+        let topic = self.topic(topic);
+        let record = FutureRecord::to(&topic).key(key).payload(payload).headers(headers);
+        self.producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("published");
+    }
+
+    /// `POST`s the retry of failure `id`.
+    pub async fn retry(&self, id: &str) -> reqwest::Response {
+        let url = format!("{}/api/notifications/failed/{id}/retry", self.service.base_url);
+        self.client.post(url).send().await.expect("POST")
+    }
+
     /// The service's `/metrics` text.
     pub async fn metrics(&self) -> String {
         let response =
