@@ -18,10 +18,7 @@ use shared_events::topics;
 use crate::handlers::{AdHocEmail, AdHocSms, OrderMail, RecordFailure, Welcome};
 
 /// The recipients, notifications and failures schema.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/notification-service"),
-    postgres: || sqlx::migrate!("../../migrations/notification-service"),
-};
+pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/notification-service"));
 
 /// How the platform starts this service.
 pub fn spec() -> ServiceSpec {

@@ -16,10 +16,7 @@ use shared_events::topics;
 use crate::handlers::{CancelRejected, CancelReleased, Confirm};
 
 /// The orders schema.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/order-service"),
-    postgres: || sqlx::migrate!("../../migrations/order-service"),
-};
+pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/order-service"));
 
 /// How the platform starts this service.
 pub fn spec() -> ServiceSpec {

@@ -15,10 +15,7 @@ use platform::{Context, ServiceSpec};
 use shared_events::topics;
 
 /// The `users` schema.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/user-service"),
-    postgres: || sqlx::migrate!("../../migrations/user-service"),
-};
+pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/user-service"));
 
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
