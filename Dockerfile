@@ -5,9 +5,7 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bins \
  && mkdir -p /out \
- && cp target/release/gateway target/release/user-service target/release/order-service \
-       target/release/inventory-service target/release/payment-service \
-       target/release/notification-service target/release/dlt-replay /out/
+ && for bin in $(awk '!/^ *(#|$)/ {print $1}' services/registry.txt) dlt-replay; do cp "target/release/$bin" /out/; done
 
 # Runtime: a slim Debian with curl for health checks, running as an unprivileged user.
 FROM debian:bookworm-slim

@@ -25,10 +25,9 @@ for arg in "$@"; do
   esac
 done
 
-# Start order: the gateway last, once everything behind it answers.
-services=(user-service order-service inventory-service payment-service notification-service gateway)
-declare -A port=([gateway]=8080 [user-service]=8081 [order-service]=8082 [inventory-service]=8083
-  [payment-service]=8084 [notification-service]=8085)
+# services and port[name] from the registry; start order: the gateway last, once
+# everything behind it answers.
+source services/registry.sh
 
 log() { printf '[run] %s\n' "$*" >&2; }
 
@@ -87,20 +86,13 @@ for s in "${services[@]}"; do
   done
 done
 
-cat >&2 <<EOF
-
-  The system is up ($($postgres && echo PostgreSQL || echo SQLite under ./data/)). Ctrl-C stops everything.
-
-  gateway               http://127.0.0.1:8080   (requests to try: http-tests/)
-  user-service          http://127.0.0.1:8081
-  order-service         http://127.0.0.1:8082
-  inventory-service     http://127.0.0.1:8083
-  payment-service       http://127.0.0.1:8084
-  notification-service  http://127.0.0.1:8085
-  Zipkin                http://127.0.0.1:${ZIPKIN_PORT:-9411}/zipkin/
-  Kafka                 $bootstrap   (stack/bin/kafka-topics.sh --bootstrap-server $bootstrap --list)
-
-EOF
+{
+  printf '\n  The system is up (%s). Ctrl-C stops everything.\n\n' "$($postgres && echo PostgreSQL || echo SQLite under ./data/)"
+  printf '  %-21s http://127.0.0.1:%s   (requests to try: http-tests/)\n' gateway "${port[gateway]}"
+  for s in "${api_services[@]}"; do printf '  %-21s http://127.0.0.1:%s\n' "$s" "${port[$s]}"; done
+  printf '  %-21s http://127.0.0.1:%s/zipkin/\n' Zipkin "${ZIPKIN_PORT:-9411}"
+  printf '  %-21s %s   (stack/bin/kafka-topics.sh --bootstrap-server %s --list)\n\n' Kafka "$bootstrap" "$bootstrap"
+} >&2
 
 # A service that dies is started again at once: what it had not finished is redelivered
 # to the new process (Kafka offsets, the outbox), which is what this system is built for.

@@ -16,6 +16,8 @@
 #   ./test.sh [cargo test filter...]     (a filter runs only the matching tests, steps 3-4)
 set -euo pipefail
 cd "$(dirname "$0")"
+# services, api_services and port[name], from services/registry.txt.
+source services/registry.sh
 
 log() { printf '\n[test] %s\n' "$*" >&2; }
 
@@ -103,8 +105,8 @@ openapi_documents() {
   fi
   local service passed=0 failed=0 doc
   doc=$(mktemp)
-  for service in user-service order-service inventory-service payment-service notification-service; do
-    if curl -sf "http://127.0.0.1:8080/openapi/$service.json" -o "$doc" \
+  for service in "${api_services[@]}"; do
+    if curl -sf "http://127.0.0.1:${port[gateway]}/openapi/$service.json" -o "$doc" \
       && "$venv/bin/openapi-spec-validator" "$doc" >/dev/null; then
       ((passed += 1))
     else
@@ -137,7 +139,7 @@ killed_service_comes_back() {
 
 smoke_run_sh() {
   log "./run.sh as users run it: every service answers /health, Ctrl-C stops everything"
-  local out ok=0 failed=0 port deadline pgid
+  local out ok=0 failed=0 s deadline pgid
   out=$(mktemp)
   # Job control gives run.sh its own process group, which is what a terminal's Ctrl-C
   # signals; without it a background script would ignore SIGINT.
@@ -155,9 +157,9 @@ smoke_run_sh() {
     fi
     sleep 0.5
   done
-  for port in 8080 8081 8082 8083 8084 8085; do
-    if curl -sf "http://127.0.0.1:$port/health" >/dev/null; then ((ok += 1)); else
-      echo "no /health on :$port" >&2; ((failed += 1))
+  for s in "${services[@]}"; do
+    if curl -sf "http://127.0.0.1:${port[$s]}/health" >/dev/null; then ((ok += 1)); else
+      echo "no /health from $s on :${port[$s]}" >&2; ((failed += 1))
     fi
   done
   api_test || ((failed += 1))
@@ -165,9 +167,9 @@ smoke_run_sh() {
   if killed_service_comes_back "$out"; then ((ok += 1)); else ((failed += 1)); fi
   kill -INT -- "-$pgid"
   wait "$pgid" 2>/dev/null || true
-  for port in 8080 8081 8082 8083 8084 8085; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "port $port still open after Ctrl-C" >&2; ((failed += 1))
+  for s in "${services[@]}"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/${port[$s]}") 2>/dev/null; then
+      echo "port ${port[$s]} ($s) still open after Ctrl-C" >&2; ((failed += 1))
     fi
   done
   grep -q '\[run\] stopped' "$out" || { echo "run.sh did not report a clean stop" >&2; ((failed += 1)); }
@@ -197,13 +199,12 @@ compose_config() {
     { "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq docker-compose; } >&2 \
       || { echo "docker-compose.yml: 0 passed, 1 failed"; return 1; }
   fi
-  local passed=0 failed=0 services name
+  local passed=0 failed=0 listed name
   for files in "-f docker-compose.yml" "-f docker-compose.yml -f docker-compose.3-brokers.yml"; do
     # shellcheck disable=SC2086 # two words per file on purpose
-    if services=$(docker-compose $files config --services) && docker-compose $files config -q; then
-      for name in kafka kafka-ui zipkin postgres gateway user-service order-service inventory-service \
-        payment-service notification-service; do
-        grep -qx "$name" <<<"$services" || { echo "$files: no service $name" >&2; ((failed += 1)); }
+    if listed=$(docker-compose $files config --services) && docker-compose $files config -q; then
+      for name in kafka kafka-ui zipkin postgres "${services[@]}"; do
+        grep -qx "$name" <<<"$listed" || { echo "$files: no service $name" >&2; ((failed += 1)); }
       done
       ((passed += 1))
     else
@@ -213,8 +214,8 @@ compose_config() {
   done
   # Read whole, then searched: `config | grep -q` under pipefail failed whenever grep
   # stopped reading before docker-compose had written every name (SIGPIPE).
-  services=$(docker-compose -f docker-compose.yml -f docker-compose.3-brokers.yml config --services) || services=
-  grep -qx kafka-3 <<<"$services" || { echo "the 3-broker file adds no kafka-3" >&2; ((failed += 1)); }
+  listed=$(docker-compose -f docker-compose.yml -f docker-compose.3-brokers.yml config --services) || listed=
+  grep -qx kafka-3 <<<"$listed" || { echo "the 3-broker file adds no kafka-3" >&2; ((failed += 1)); }
   echo "docker-compose.yml: $passed passed, $failed failed"
   ((failed == 0))
 }

@@ -24,8 +24,8 @@ KAFKA_BROKERS=${KAFKA_BROKERS:-1}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 ZIPKIN_PORT=${ZIPKIN_PORT:-9411}
 PG_PORT=${PG_PORT:-5432}
-# One database per service that owns data (the gateway owns none).
-PG_DATABASES=(user_service order_service inventory_service payment_service notification_service)
+# One database per service that owns data (the gateway owns none), from the registry.
+read -r -a PG_DATABASES <<<"$(source "$ROOT/services/registry.sh" && echo "${databases[*]}")"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }

@@ -8,8 +8,8 @@
 #
 #   tools/chaos.sh [--rate N] [--duration S] [--kills N] [--seed N] [--release] [--postgres]
 #
-# It runs its own copy of the system beside anything else: ports 18080-18085, SQLite
-# files under .chaos/<run>/ (or, with --postgres, databases chaos_<run>_<service> on the
+# It runs its own copy of the system beside anything else: ports 10000 above the
+# registered ones (18080-18085), SQLite files under .chaos/<run>/ (or, with --postgres, databases chaos_<run>_<service> on the
 # stack's PostgreSQL, dropped at the end), topics and consumer groups prefixed
 # `chaos-<run>.` (deleted at the end). The stack is started with stack/stack.sh if needed.
 # Its last line is `chaos: 1 passed, 0 failed` or `chaos: 0 passed, 1 failed`.
@@ -37,9 +37,12 @@ verdict() {
   exit "$(( $2 > 0 ? 1 : 0 ))"
 }
 
+# services and port[name] from the registry; this run's copy listens 10000 above them.
+source services/registry.sh
+for s in "${services[@]}"; do port[$s]=$((port[$s] + 10000)); done
+
 target=${CARGO_TARGET_DIR:-target}/$profile
-for bin in gateway user-service order-service inventory-service payment-service notification-service \
-  loadgen check-invariants; do
+for bin in "${services[@]}" loadgen check-invariants; do
   [[ -x $target/$bin ]] || { log "$target/$bin is missing: cargo build --workspace --bins first"; verdict 0 1; }
 done
 
@@ -47,9 +50,6 @@ run=$(date +%s)-$$
 dir=.chaos/$run
 mkdir -p "$dir/data"
 prefix=chaos-$run.
-services=(user-service order-service inventory-service payment-service notification-service gateway)
-declare -A port=([gateway]=18080 [user-service]=18081 [order-service]=18082 [inventory-service]=18083
-  [payment-service]=18084 [notification-service]=18085)
 
 components=(kafka zipkin)
 $postgres && components+=(postgres)
@@ -65,16 +65,14 @@ database_url() {
   if $postgres; then echo "$pg_server/$pg_prefix${1//-/_}"; else echo "sqlite://$dir/data/$1.db?mode=rwc"; fi
 }
 if $postgres; then
-  for s in "${services[@]:0:5}"; do psql_admin "CREATE DATABASE $pg_prefix${s//-/_}" || verdict 0 1; done
+  for db in "${databases[@]}"; do psql_admin "CREATE DATABASE $pg_prefix$db" || verdict 0 1; done
 fi
 
 declare -A pid=()
 start_service() {
   local s=$1
   DATABASE_URL=$(database_url "$s") KAFKA_BOOTSTRAP_SERVERS=$bootstrap KAFKA_TOPIC_PREFIX=$prefix \
-    HTTP_ADDR=127.0.0.1:${port[$s]} USER_SERVICE_URL=http://127.0.0.1:18081 \
-    ORDER_SERVICE_URL=http://127.0.0.1:18082 INVENTORY_SERVICE_URL=http://127.0.0.1:18083 \
-    PAYMENT_SERVICE_URL=http://127.0.0.1:18084 NOTIFICATION_SERVICE_URL=http://127.0.0.1:18085 \
+    HTTP_ADDR=127.0.0.1:${port[$s]} SERVICE_URL_TEMPLATE='http://127.0.0.1:1{port}' \
     RUST_LOG=warn "$target/$s" >>"$dir/$s.log" 2>&1 &
   pid[$s]=$!
 }
@@ -104,7 +102,7 @@ cleanup() {
   for s in "${!pid[@]}"; do wait "${pid[$s]}" 2>/dev/null || true; done
   stack/bin/kafka-topics.sh --bootstrap-server "$bootstrap" --delete --topic "${prefix//./\\.}.*" >/dev/null 2>&1 || true
   if $postgres && ! $keep; then
-    for s in "${services[@]:0:5}"; do psql_admin "DROP DATABASE IF EXISTS $pg_prefix${s//-/_} WITH (FORCE)" || true; done
+    for db in "${databases[@]}"; do psql_admin "DROP DATABASE IF EXISTS $pg_prefix$db WITH (FORCE)" || true; done
   fi
   ((${#started[@]} == 0)) || stack/stack.sh stop "${started[@]}"
 }
@@ -113,7 +111,7 @@ trap cleanup EXIT
 log "run $run, seed $seed: $rate orders/s for $duration s, $kills kills and one broker restart, on $($postgres && echo PostgreSQL || echo SQLite)"
 for s in "${services[@]}"; do bring_up "$s" || verdict 0 1; done
 
-"$target/loadgen" --base-url http://127.0.0.1:18080 --kafka "$bootstrap" --topic-prefix "$prefix" \
+"$target/loadgen" --base-url "http://127.0.0.1:${port[gateway]}" --kafka "$bootstrap" --topic-prefix "$prefix" \
   --rate "$rate" --duration "$duration" --users 20 --undeliverable 4 --products 10 --settle 120 --json \
   >"$dir/loadgen.out" 2>"$dir/loadgen.err" &
 loadgen_pid=$!

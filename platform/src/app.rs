@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -25,13 +26,16 @@ use crate::kafka::{self, KafkaProbe, KafkaSetupError};
 use crate::ops::{self, Dependencies};
 use crate::outbox::{Relay, RelayConfig};
 use crate::problem::Problem;
-use crate::{error_chain, openapi, telemetry};
+use crate::{error_chain, openapi, registry, telemetry};
 
 /// The longest a request may take before the service answers 503 itself.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a service builds the table of events it consumes, once its context exists.
+pub type SubscriptionsFn = Arc<dyn Fn(&Context) -> Subscriptions + Send + Sync>;
+
 /// What one service plugs into the platform.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServiceSpec {
     /// Name and default port.
     pub defaults: ServiceDefaults,
@@ -41,12 +45,24 @@ pub struct ServiceSpec {
     pub uses_database: bool,
     /// Whether the service talks to Kafka (the gateway does not).
     pub uses_kafka: bool,
-    /// Topics created at start if missing.
-    pub topics: Vec<&'static str>,
+    /// The topics it publishes to, created at start if missing. The topics it consumes
+    /// come from its subscriptions, and the consumer creates those.
+    pub publishes: Vec<&'static str>,
     /// The events it consumes and how it applies them (as consumer group = its name).
-    pub subscriptions: fn(&Context) -> Subscriptions,
+    pub subscriptions: SubscriptionsFn,
     /// Its HTTP API as OpenAPI, served with the platform's paths at `/openapi.json`.
     pub api_doc: fn() -> utoipa::openapi::OpenApi,
+}
+
+impl std::fmt::Debug for ServiceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceSpec")
+            .field("defaults", &self.defaults)
+            .field("uses_database", &self.uses_database)
+            .field("uses_kafka", &self.uses_kafka)
+            .field("publishes", &self.publishes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServiceSpec {
@@ -57,10 +73,54 @@ impl ServiceSpec {
             migrations: Vec::new(),
             uses_database: true,
             uses_kafka: true,
-            topics: Vec::new(),
-            subscriptions: |_| Subscriptions::new(),
+            publishes: Vec::new(),
+            subscriptions: Arc::new(|_| Subscriptions::new()),
             api_doc: crate::openapi::empty,
         }
+    }
+
+    /// The service `name` of `services/registry.txt`, with its port. One without a
+    /// database there has no outbox to relay and nothing to apply events to, so no Kafka
+    /// either (the gateway).
+    ///
+    /// # Panics
+    /// When the registry has no line for `name`: a service that is not registered is a
+    /// mistake in the code, found by the first test that starts it.
+    pub fn registered(name: &'static str) -> Self {
+        let service =
+            registry::service(name).unwrap_or_else(|| panic!("services/registry.txt has no line for {name}"));
+        Self {
+            uses_database: service.owns_database,
+            uses_kafka: service.owns_database,
+            ..Self::new(ServiceDefaults { name: service.name, port: service.port })
+        }
+    }
+
+    /// Adds a schema, applied at start after the ones before it.
+    pub fn migrations(mut self, migrations: Migrations) -> Self {
+        self.migrations.push(migrations);
+        self
+    }
+
+    /// The topics it publishes to.
+    pub fn publishes(mut self, topics: &[&'static str]) -> Self {
+        self.publishes = topics.to_vec();
+        self
+    }
+
+    /// The events it consumes, built from the started service's context.
+    pub fn subscriptions(
+        mut self,
+        subscriptions: impl Fn(&Context) -> Subscriptions + Send + Sync + 'static,
+    ) -> Self {
+        self.subscriptions = Arc::new(subscriptions);
+        self
+    }
+
+    /// Its HTTP API's OpenAPI document.
+    pub fn api_doc(mut self, api_doc: fn() -> utoipa::openapi::OpenApi) -> Self {
+        self.api_doc = api_doc;
+        self
     }
 }
 
@@ -145,7 +205,7 @@ impl Application {
             None
         };
         let kafka = if spec.uses_kafka {
-            let topics: Vec<String> = spec.topics.iter().map(|t| config.kafka.topic(t)).collect();
+            let topics: Vec<String> = spec.publishes.iter().map(|t| config.kafka.topic(t)).collect();
             let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
             kafka::ensure_topics(&config.kafka, config.service_name, &topics).await?;
             Some(KafkaProbe::new(&config.kafka, config.service_name)?)
@@ -294,10 +354,7 @@ pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCo
     let name = spec.defaults.name;
     let config = match ServiceConfig::from_env(spec.defaults) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("{name}: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return bad_config(name, &error),
     };
     // Before the runtime exists: see the telemetry module on why.
     let telemetry = match telemetry::init(name, config.zipkin_endpoint.as_deref(), config.trace_sampler) {
@@ -334,6 +391,13 @@ pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCo
     runtime.shutdown_timeout(Duration::from_secs(10));
     telemetry.shutdown();
     code
+}
+
+/// Ends a process whose configuration is bad: the variable, its value and the rule on
+/// stderr, exit code 2. For a service's own settings, read before [`run`].
+pub fn bad_config(name: &str, error: &ConfigError) -> ExitCode {
+    eprintln!("{name}: {error}");
+    ExitCode::from(2)
 }
 
 /// A start that failed or a run that ended badly, for [`run`]'s exit code.

@@ -149,7 +149,7 @@ impl RetryPolicy {
 #[error("invalid {variable}={value:?}: {reason}")]
 pub struct ConfigError {
     /// The environment variable's name.
-    pub variable: &'static str,
+    pub variable: String,
     /// The value it had.
     pub value: String,
     /// The rule the value breaks.
@@ -176,7 +176,7 @@ impl ServiceConfig {
         defaults: ServiceDefaults,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let vars = Vars(&lookup);
+        let vars = Env::from_lookup(lookup);
         let http_addr = vars.parse(
             "HTTP_ADDR",
             || SocketAddr::from(([127, 0, 0, 1], defaults.port)),
@@ -206,8 +206,8 @@ impl ServiceConfig {
                 if valid { Ok(v.to_owned()) } else { Err("expected host:port[,host:port...]".to_owned()) }
             },
         )?;
-        let topic_partitions = vars.parse("KAFKA_TOPIC_PARTITIONS", || 3, |v| positive::<i32>(v, 10_000))?;
-        let replication_factor = vars.parse("KAFKA_REPLICATION_FACTOR", || 1, |v| positive::<i32>(v, 16))?;
+        let topic_partitions = vars.number("KAFKA_TOPIC_PARTITIONS", 3, 1..=10_000, WHOLE)?;
+        let replication_factor = vars.number("KAFKA_REPLICATION_FACTOR", 1, 1..=16, WHOLE)?;
         let topic_prefix = vars.parse("KAFKA_TOPIC_PREFIX", String::new, |v| {
             if v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) && v.len() <= 100
             {
@@ -226,37 +226,28 @@ impl ServiceConfig {
             },
         )?;
         let trace_sampler = TraceSampler::parse(
-            lookup("OTEL_TRACES_SAMPLER").as_deref(),
-            lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+            vars.get("OTEL_TRACES_SAMPLER").as_deref(),
+            vars.get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
         )
-        .map_err(|(variable, value, reason)| ConfigError { variable, value, reason })?;
+        .map_err(|(variable, value, reason)| ConfigError {
+            variable: variable.to_owned(),
+            value,
+            reason,
+        })?;
         let default_retry = RetryPolicy::default();
         let retry = RetryPolicy {
-            max_attempts: vars.parse(
-                "RETRY_MAX_ATTEMPTS",
-                || default_retry.max_attempts,
-                |v| positive::<u32>(v, 100),
-            )?,
-            backoff: vars.parse(
+            max_attempts: vars.number("RETRY_MAX_ATTEMPTS", default_retry.max_attempts, 1..=100, WHOLE)?,
+            backoff: Duration::from_millis(vars.number(
                 "RETRY_BACKOFF_MS",
-                || default_retry.backoff,
-                |v| {
-                    v.parse::<u64>()
-                        .ok()
-                        .filter(|ms| *ms <= 3_600_000)
-                        .map(Duration::from_millis)
-                        .ok_or_else(|| "expected milliseconds from 0 to 3600000".to_owned())
-                },
-            )?,
-            multiplier: vars.parse(
+                default_retry.backoff.as_millis() as u64,
+                0..=3_600_000,
+                "milliseconds",
+            )?),
+            multiplier: vars.number(
                 "RETRY_BACKOFF_MULTIPLIER",
-                || default_retry.multiplier,
-                |v| {
-                    v.parse::<f64>()
-                        .ok()
-                        .filter(|m| (1.0..=10.0).contains(m))
-                        .ok_or_else(|| "expected a number from 1 to 10".to_owned())
-                },
+                default_retry.multiplier,
+                1.0..=10.0,
+                "a number",
             )?,
         };
         Ok(Self {
@@ -276,33 +267,77 @@ fn default_database_url(service: &str) -> String {
     format!("sqlite://data/{service}.db?mode=rwc")
 }
 
-fn positive<T>(value: &str, max: T) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display + Copy,
-{
-    value
-        .parse::<T>()
-        .ok()
-        .filter(|n| *n >= T::from(1) && *n <= max)
-        .ok_or_else(|| format!("expected a whole number from 1 to {max}"))
+/// How [`Env::number`] names a count in its error.
+const WHOLE: &str = "a whole number";
+
+/// The variables a process is configured with, read one by one: [`ServiceConfig`] and a
+/// service's own settings read theirs through it, so every bad value stops the service
+/// the same way, naming the variable, its value and the rule.
+pub struct Env<'a> {
+    lookup: Box<Lookup<'a>>,
 }
 
-struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
+/// What reads one variable's value.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
-impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Env")
+    }
+}
+
+impl<'a> Env<'a> {
+    /// The process environment.
+    pub fn process() -> Env<'static> {
+        Env { lookup: Box::new(|name| std::env::var(name).ok()) }
+    }
+
+    /// Variables from `lookup`, which returns a variable's value if set (tests use a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
+        Self { lookup: Box::new(lookup) }
+    }
+
+    /// The raw value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+
     /// Parses `name` with `parse`, or returns `default()` when it is unset.
-    fn parse<T>(
+    pub fn parse<T>(
         &self,
-        name: &'static str,
+        name: &str,
         default: impl FnOnce() -> T,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
-        match (self.0)(name) {
+        match self.get(name) {
             None => Ok(default()),
             Some(value) => {
-                parse(value.trim()).map_err(|reason| ConfigError { variable: name, value, reason })
+                parse(value.trim()).map_err(|reason| ConfigError { variable: name.to_owned(), value, reason })
             }
         }
+    }
+
+    /// A whole number of `unit` within `range`, or `default` when `name` is unset.
+    pub fn number<T>(
+        &self,
+        name: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        self.parse(
+            name,
+            || default,
+            |v| {
+                v.parse::<T>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| format!("expected {unit} from {} to {}", range.start(), range.end()))
+            },
+        )
     }
 }
 

@@ -36,6 +36,13 @@ pub struct Migrations {
     pub postgres: fn() -> Migrator,
 }
 
+impl Migrations {
+    /// One folder of portable SQL for both backends.
+    pub const fn portable(migrator: fn() -> Migrator) -> Self {
+        Self { sqlite: migrator, postgres: migrator }
+    }
+}
+
 /// Failure to open, migrate or reach the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod ops;
 pub mod outbox;
 pub mod problem;
+pub mod registry;
 pub mod telemetry;
 pub mod validate;
 

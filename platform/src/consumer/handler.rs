@@ -224,6 +224,22 @@ impl Subscriptions {
         self
     }
 
+    /// Applies what lands in the dead-letter topic of every topic subscribed so far with
+    /// `handler`, one handler for them all: the topics are named once, by the `on` calls.
+    pub fn on_every_dead_letter(mut self, handler: impl DeadLetterHandler) -> Self {
+        let route: Arc<dyn Route> = Arc::new(DeadLetters { handler });
+        let subscribed: Vec<String> = self
+            .routes
+            .keys()
+            .filter(|topic| !topic.ends_with(topics::DEAD_LETTER_SUFFIX))
+            .cloned()
+            .collect();
+        for topic in subscribed {
+            self.routes.insert(topics::dead_letter(&topic), Arc::clone(&route));
+        }
+        self
+    }
+
     /// The topics subscribed to.
     pub fn topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self.routes.keys().cloned().collect();

@@ -34,11 +34,9 @@ impl Handler<OrderCreated> for Buggy {
 }
 
 fn spec() -> ServiceSpec {
-    ServiceSpec {
-        migrations: vec![EFFECTS],
-        subscriptions: |_| Subscriptions::new().on_topic::<OrderCreated>(TOPIC, Buggy),
-        ..ServiceSpec::new(ServiceDefaults { name: "supervised", port: 0 })
-    }
+    ServiceSpec::new(ServiceDefaults { name: "supervised", port: 0 })
+        .migrations(EFFECTS)
+        .subscriptions(|_| Subscriptions::new().on_topic::<OrderCreated>(TOPIC, Buggy))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,12 +2,15 @@
 //! downloaded at build or run time) and each service's document is fetched from it
 //! through the gateway, so "Try it out" goes through the gateway too.
 
+use std::sync::LazyLock;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use platform::problem::Problem;
+use platform::registry;
 use utoipa_swagger_ui::{Config, SwaggerUi, Url};
 
 use crate::proxy::Proxy;
@@ -15,18 +18,14 @@ use crate::proxy::Proxy;
 /// Where the page is.
 pub const UI_PATH: &str = "/docs";
 
-/// Each service and the URL, on the gateway, of its OpenAPI document.
-pub const DOCUMENTS: [(&str, &str); 5] = [
-    ("user-service", "/openapi/user-service.json"),
-    ("order-service", "/openapi/order-service.json"),
-    ("inventory-service", "/openapi/inventory-service.json"),
-    ("payment-service", "/openapi/payment-service.json"),
-    ("notification-service", "/openapi/notification-service.json"),
-];
+/// Each service behind the gateway and the URL, on the gateway, of its OpenAPI document.
+static DOCUMENTS: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
+    registry::api_services().map(|s| (s.name, format!("/openapi/{}.json", s.name))).collect()
+});
 
 /// Swagger UI at `/docs` and each service's document at `/openapi/{service}.json`.
 pub fn router(proxy: Proxy) -> Router {
-    let urls = DOCUMENTS.map(|(service, url)| Url::new(service, url));
+    let urls = DOCUMENTS.iter().map(|(service, url)| Url::new(service, url));
     let ui = SwaggerUi::new(UI_PATH).config(Config::new(urls).try_it_out_enabled(true));
     Router::new().route("/openapi/{document}", get(document)).with_state(proxy).merge(ui)
 }

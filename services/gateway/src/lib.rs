@@ -9,35 +9,45 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
-use platform::config::ConfigError;
-use platform::{Context, ServiceDefaults, ServiceSpec};
+use platform::config::{ConfigError, Env};
+use platform::{Context, ServiceSpec};
 
 pub use crate::upstreams::Upstreams;
 
-/// Name and port from the contract.
-pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "gateway", port: 8080 };
-
-/// How the platform starts the gateway: no database, no Kafka.
-pub fn spec() -> ServiceSpec {
-    ServiceSpec { uses_database: false, uses_kafka: false, ..ServiceSpec::new(DEFAULTS) }
+/// The gateway's own settings, read once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Where each service listens.
+    pub upstreams: Upstreams,
+    /// How long a service may take (`GATEWAY_TIMEOUT_MS`, 10000 by default).
+    pub timeout: Duration,
 }
 
-/// How long a service may take (`GATEWAY_TIMEOUT_MS`, 10000 by default).
-pub fn timeout() -> Result<Duration, ConfigError> {
-    match std::env::var("GATEWAY_TIMEOUT_MS") {
-        Err(_) => Ok(Duration::from_secs(10)),
-        Ok(value) => value
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| (1..=300_000).contains(ms))
-            .map(Duration::from_millis)
-            .ok_or(ConfigError {
-                variable: "GATEWAY_TIMEOUT_MS",
-                value,
-                reason: "expected milliseconds from 1 to 300000".to_owned(),
-            }),
+impl Default for Settings {
+    /// Every service on this machine at its registered port; 10 s.
+    fn default() -> Self {
+        Self { upstreams: Upstreams::default(), timeout: Duration::from_secs(10) }
     }
+}
+
+impl Settings {
+    /// From the environment; a bad value is named.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            upstreams: Upstreams::from_env(env)?,
+            timeout: Duration::from_millis(env.number(
+                "GATEWAY_TIMEOUT_MS",
+                10_000,
+                1..=300_000,
+                "milliseconds",
+            )?),
+        })
+    }
+}
+
+/// How the platform starts the gateway: no database, no Kafka (as the registry says).
+pub fn spec() -> ServiceSpec {
+    ServiceSpec::registered("gateway")
 }
 
 /// The proxy routes in front of `upstreams`, and Swagger UI over their APIs.
@@ -49,7 +59,7 @@ pub fn router(upstreams: Upstreams, timeout: Duration) -> Router {
         .merge(docs::router(proxy))
 }
 
-/// The routes from the environment (checked by `main` before start).
-pub fn routes(_context: &Context) -> Router {
-    router(Upstreams::from_env().unwrap_or_default(), timeout().unwrap_or(Duration::from_secs(10)))
+/// The routes, built from the settings read at start.
+pub fn routes(settings: Settings) -> impl FnOnce(&Context) -> Router {
+    move |_| router(settings.upstreams, settings.timeout)
 }

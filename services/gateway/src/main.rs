@@ -1,9 +1,8 @@
 //! The gateway process: configuration from the environment, then serve until stopped.
 
 fn main() -> std::process::ExitCode {
-    if let Err(error) = gateway::Upstreams::from_env().and(gateway::timeout()) {
-        eprintln!("gateway: {error}");
-        return std::process::ExitCode::from(2);
+    match gateway::Settings::from_env(&platform::config::Env::process()) {
+        Ok(settings) => platform::app::run(gateway::spec(), gateway::routes(settings)),
+        Err(error) => platform::app::bad_config("gateway", &error),
     }
-    platform::app::run(gateway::spec(), gateway::routes)
 }

@@ -1,104 +1,133 @@
-//! Which service owns which `/api` path, and where each one listens.
+//! Where each service behind the gateway listens. Which service owns which `/api` path
+//! comes from the registry of services (`services/registry.txt`); only the URLs are set here.
 
-use platform::config::ConfigError;
+use platform::config::{ConfigError, Env};
+use platform::registry::{self, Service};
 
-/// Base URLs of the services behind the gateway.
+/// The variable whose value makes every service's URL from its name and port.
+pub const TEMPLATE_VARIABLE: &str = "SERVICE_URL_TEMPLATE";
+
+/// The base URL of every registered service that serves an `/api` path, in the
+/// registry's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstreams {
-    /// user-service (`/api/users`).
-    pub user: String,
-    /// order-service (`/api/orders`).
-    pub order: String,
-    /// inventory-service (`/api/products`).
-    pub inventory: String,
-    /// payment-service (`/api/wallets`, `/api/payments`).
-    pub payment: String,
-    /// notification-service (`/api/emails`, `/api/sms`, `/api/notifications`).
-    pub notification: String,
+    urls: Vec<(&'static str, String)>,
 }
 
 impl Default for Upstreams {
+    /// Every service on this machine, at its registered port.
     fn default() -> Self {
-        Self {
-            user: "http://127.0.0.1:8081".to_owned(),
-            order: "http://127.0.0.1:8082".to_owned(),
-            inventory: "http://127.0.0.1:8083".to_owned(),
-            payment: "http://127.0.0.1:8084".to_owned(),
-            notification: "http://127.0.0.1:8085".to_owned(),
-        }
+        Self::from_template(DEFAULT_TEMPLATE)
     }
 }
 
+const DEFAULT_TEMPLATE: &str = "http://127.0.0.1:{port}";
+
 impl Upstreams {
-    /// From `USER_SERVICE_URL`, `ORDER_SERVICE_URL`, `INVENTORY_SERVICE_URL`,
-    /// `PAYMENT_SERVICE_URL` and `NOTIFICATION_SERVICE_URL`, each defaulting to its local port.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        let read = |variable: &'static str, default: String| match std::env::var(variable) {
-            Err(_) => Ok(default),
-            Ok(value) if value.starts_with("http://") || value.starts_with("https://") => {
-                Ok(value.trim_end_matches('/').to_owned())
+    /// From `SERVICE_URL_TEMPLATE` (`http://127.0.0.1:{port}` by default; `{service}` and
+    /// `{port}` are filled in per service, e.g. `http://{service}:{port}` under Docker
+    /// Compose), then each service's own `<NAME>_URL` (`ORDER_SERVICE_URL`, ...) if set.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let template = env.parse(TEMPLATE_VARIABLE, || DEFAULT_TEMPLATE.to_owned(), http_url)?;
+        let mut upstreams = Self::from_template(&template);
+        for service in registry::api_services() {
+            if let Some(url) = env.parse(&service.url_variable(), || None, |v| http_url(v).map(Some))? {
+                upstreams = upstreams.with(service.name, url);
             }
-            Ok(value) => {
-                Err(ConfigError { variable, value, reason: "expected an http(s):// URL".to_owned() })
-            }
-        };
-        Ok(Self {
-            user: read("USER_SERVICE_URL", defaults.user)?,
-            order: read("ORDER_SERVICE_URL", defaults.order)?,
-            inventory: read("INVENTORY_SERVICE_URL", defaults.inventory)?,
-            payment: read("PAYMENT_SERVICE_URL", defaults.payment)?,
-            notification: read("NOTIFICATION_SERVICE_URL", defaults.notification)?,
-        })
+        }
+        Ok(upstreams)
+    }
+
+    fn from_template(template: &str) -> Self {
+        let url = |s: &Service| template.replace("{service}", s.name).replace("{port}", &s.port.to_string());
+        Self { urls: registry::api_services().map(|s| (s.name, url(s))).collect() }
+    }
+
+    /// The same, with service `name` at `url` instead (tests point it at their own servers).
+    ///
+    /// # Panics
+    /// When `name` serves no `/api` path: a test that names a service wrongly.
+    pub fn with(mut self, name: &str, url: impl Into<String>) -> Self {
+        let entry = self.urls.iter_mut().find(|(service, _)| *service == name);
+        entry.unwrap_or_else(|| panic!("{name} serves no /api path")).1 = url.into();
+        self
     }
 
     /// The service called `name` and its base URL.
     pub fn by_name(&self, name: &str) -> Option<(&'static str, &str)> {
-        match name {
-            "user-service" => Some(("user-service", &self.user)),
-            "order-service" => Some(("order-service", &self.order)),
-            "inventory-service" => Some(("inventory-service", &self.inventory)),
-            "payment-service" => Some(("payment-service", &self.payment)),
-            "notification-service" => Some(("notification-service", &self.notification)),
-            _ => None,
-        }
+        self.urls.iter().find(|(service, _)| *service == name).map(|(service, url)| (*service, url.as_str()))
     }
 
     /// The service (name and base URL) that serves `path`, if any.
     pub fn for_path(&self, path: &str) -> Option<(&'static str, &str)> {
-        let first = path.strip_prefix("/api/")?.split('/').next()?;
-        match first {
-            "users" => Some(("user-service", &self.user)),
-            "orders" => Some(("order-service", &self.order)),
-            "products" => Some(("inventory-service", &self.inventory)),
-            "wallets" | "payments" => Some(("payment-service", &self.payment)),
-            "emails" | "sms" | "notifications" => Some(("notification-service", &self.notification)),
-            _ => None,
-        }
+        self.by_name(registry::owner_of(path)?.name)
+    }
+
+    /// The services, by name.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.urls.iter().map(|(service, _)| *service)
+    }
+}
+
+fn http_url(value: &str) -> Result<String, String> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.trim_end_matches('/').to_owned())
+    } else {
+        Err("expected an http(s):// URL".to_owned())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Upstreams, ConfigError> {
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Upstreams::from_env(&Env::from_lookup(|name| vars.get(name).cloned()))
+    }
 
     #[test]
-    fn every_api_path_of_the_contract_has_its_service() {
+    fn every_api_path_goes_to_its_service_at_its_registered_port() {
         let upstreams = Upstreams::default();
-        for (path, service) in [
-            ("/api/users", "user-service"),
-            ("/api/users/42", "user-service"),
-            ("/api/orders/1/cancel", "order-service"),
-            ("/api/products/SKU-1", "inventory-service"),
-            ("/api/wallets/1/deposit", "payment-service"),
-            ("/api/payments", "payment-service"),
-            ("/api/emails/send", "notification-service"),
-            ("/api/sms/send", "notification-service"),
-            ("/api/notifications/failed", "notification-service"),
-        ] {
-            assert_eq!(upstreams.for_path(path).map(|(s, _)| s), Some(service), "{path}");
-        }
+        assert_eq!(
+            upstreams.for_path("/api/orders/1/cancel"),
+            Some(("order-service", "http://127.0.0.1:8082"))
+        );
+        assert_eq!(
+            upstreams.for_path("/api/sms/send"),
+            Some(("notification-service", "http://127.0.0.1:8085"))
+        );
         assert_eq!(upstreams.for_path("/api/other"), None);
-        assert_eq!(upstreams.for_path("/health"), None);
+        assert_eq!(upstreams.by_name("gateway"), None, "the gateway is not behind itself");
+        assert_eq!(upstreams.names().count(), 5);
+    }
+
+    #[test]
+    fn the_template_sets_every_url_and_a_service_variable_overrides_its_own() {
+        let upstreams = from(&[
+            ("SERVICE_URL_TEMPLATE", "http://{service}:{port}/"),
+            ("PAYMENT_SERVICE_URL", "https://pay.example.com"),
+        ])
+        .expect("valid");
+        assert_eq!(upstreams.by_name("order-service"), Some(("order-service", "http://order-service:8082")));
+        assert_eq!(
+            upstreams.by_name("payment-service"),
+            Some(("payment-service", "https://pay.example.com"))
+        );
+        assert_eq!(from(&[]).expect("defaults"), Upstreams::default());
+    }
+
+    #[test]
+    fn a_url_that_is_not_http_is_named_with_its_variable() {
+        assert_eq!(
+            from(&[("ORDER_SERVICE_URL", "order:8082")]).expect_err("bad").variable,
+            "ORDER_SERVICE_URL"
+        );
+        assert_eq!(
+            from(&[("SERVICE_URL_TEMPLATE", "{service}")]).expect_err("bad").variable,
+            "SERVICE_URL_TEMPLATE"
+        );
     }
 }

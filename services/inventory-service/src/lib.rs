@@ -9,41 +9,26 @@ pub mod store;
 use axum::Router;
 use platform::consumer::Subscriptions;
 use platform::db::Migrations;
-use platform::{Context, ServiceDefaults, ServiceSpec};
+use platform::{Context, ServiceSpec};
 use shared_events::topics;
 
 use crate::handlers::{ReleaseAfterFailedPayment, ReleaseAfterRefund, Reserve};
 
-/// Name and port from the contract.
-pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "inventory-service", port: 8083 };
-
 /// The products and reservations schema.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/inventory-service"),
-    postgres: || sqlx::migrate!("../../migrations/inventory-service"),
-};
+pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/inventory-service"));
 
 /// How the platform starts this service.
 pub fn spec() -> ServiceSpec {
-    ServiceSpec {
-        migrations: vec![MIGRATIONS],
-        topics: vec![
-            topics::INVENTORY_RESERVED,
-            topics::INVENTORY_REJECTED,
-            topics::INVENTORY_RELEASED,
-            topics::ORDER_CREATED,
-            topics::PAYMENT_FAILED,
-            topics::PAYMENT_REFUNDED,
-        ],
-        subscriptions: |_| {
+    ServiceSpec::registered("inventory-service")
+        .migrations(MIGRATIONS)
+        .publishes(&[topics::INVENTORY_RESERVED, topics::INVENTORY_REJECTED, topics::INVENTORY_RELEASED])
+        .subscriptions(|_| {
             Subscriptions::new()
                 .on::<shared_events::OrderCreated>(Reserve)
                 .on::<shared_events::PaymentFailed>(ReleaseAfterFailedPayment)
                 .on::<shared_events::PaymentRefunded>(ReleaseAfterRefund)
-        },
-        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
-        ..ServiceSpec::new(DEFAULTS)
-    }
+        })
+        .api_doc(<api::ApiDoc as utoipa::OpenApi>::openapi)
 }
 
 /// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.

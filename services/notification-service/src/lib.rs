@@ -12,52 +12,33 @@ pub mod store;
 use axum::Router;
 use platform::consumer::Subscriptions;
 use platform::db::Migrations;
-use platform::{Context, ServiceDefaults, ServiceSpec};
+use platform::{Context, ServiceSpec};
 use shared_events::topics;
 
 use crate::handlers::{AdHocEmail, AdHocSms, OrderMail, RecordFailure, Welcome};
 
-/// Name and port from the contract.
-pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "notification-service", port: 8085 };
-
 /// The recipients, notifications and failures schema.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/notification-service"),
-    postgres: || sqlx::migrate!("../../migrations/notification-service"),
-};
-
-/// The topics it consumes; a failure on any of them ends in its dead-letter topic.
-const CONSUMED: [&str; 5] = [
-    topics::USER_SIGNED_UP,
-    topics::ORDER_CONFIRMED,
-    topics::ORDER_CANCELLED,
-    topics::EMAIL_SEND,
-    topics::SMS_SEND,
-];
+pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/notification-service"));
 
 /// How the platform starts this service.
 pub fn spec() -> ServiceSpec {
-    ServiceSpec {
-        migrations: vec![MIGRATIONS],
-        topics: CONSUMED.to_vec(),
-        subscriptions,
-        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
-        ..ServiceSpec::new(DEFAULTS)
-    }
+    ServiceSpec::registered("notification-service")
+        .migrations(MIGRATIONS)
+        .publishes(&[topics::EMAIL_SEND, topics::SMS_SEND])
+        .subscriptions(subscriptions)
+        .api_doc(<api::ApiDoc as utoipa::OpenApi>::openapi)
 }
 
+/// Every event it sends mail for; a failure on any of them ends in its dead-letter
+/// topic, and is recorded from there.
 fn subscriptions(context: &Context) -> Subscriptions {
-    let mut subscriptions = Subscriptions::new()
+    Subscriptions::new()
         .on::<shared_events::UserSignedUp>(Welcome)
         .on::<shared_events::OrderConfirmed>(OrderMail)
         .on::<shared_events::OrderCancelled>(OrderMail)
         .on::<shared_events::EmailSendMessage>(AdHocEmail)
-        .on::<shared_events::SmsSendMessage>(AdHocSms);
-    for topic in CONSUMED {
-        subscriptions =
-            subscriptions.on_dead_letters(topic, RecordFailure { group: context.config.consumer_group() });
-    }
-    subscriptions
+        .on::<shared_events::SmsSendMessage>(AdHocSms)
+        .on_every_dead_letter(RecordFailure { group: context.config.consumer_group() })
 }
 
 /// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.

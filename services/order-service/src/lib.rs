@@ -10,42 +10,31 @@ pub mod store;
 use axum::Router;
 use platform::consumer::Subscriptions;
 use platform::db::Migrations;
-use platform::{Context, ServiceDefaults, ServiceSpec};
+use platform::{Context, ServiceSpec};
 use shared_events::topics;
 
 use crate::handlers::{CancelRejected, CancelReleased, Confirm};
 
-/// Name and port from the contract.
-pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "order-service", port: 8082 };
-
 /// The orders schema.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/order-service"),
-    postgres: || sqlx::migrate!("../../migrations/order-service"),
-};
+pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/order-service"));
 
 /// How the platform starts this service.
 pub fn spec() -> ServiceSpec {
-    ServiceSpec {
-        migrations: vec![MIGRATIONS],
-        topics: vec![
+    ServiceSpec::registered("order-service")
+        .migrations(MIGRATIONS)
+        .publishes(&[
             topics::ORDER_CREATED,
             topics::ORDER_CONFIRMED,
             topics::ORDER_CANCELLED,
             topics::ORDER_CANCEL_REQUESTED,
-            topics::PAYMENT_COMPLETED,
-            topics::INVENTORY_REJECTED,
-            topics::INVENTORY_RELEASED,
-        ],
-        subscriptions: |_| {
+        ])
+        .subscriptions(|_| {
             Subscriptions::new()
                 .on::<shared_events::PaymentCompleted>(Confirm)
                 .on::<shared_events::InventoryRejected>(CancelRejected)
                 .on::<shared_events::InventoryReleased>(CancelReleased)
-        },
-        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
-        ..ServiceSpec::new(DEFAULTS)
-    }
+        })
+        .api_doc(<api::ApiDoc as utoipa::OpenApi>::openapi)
 }
 
 /// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.

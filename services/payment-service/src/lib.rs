@@ -7,65 +7,60 @@ pub mod handlers;
 pub mod store;
 
 use axum::Router;
-use platform::config::ConfigError;
+use platform::config::{ConfigError, Env};
 use platform::consumer::Subscriptions;
 use platform::db::Migrations;
-use platform::{Context, ServiceDefaults, ServiceSpec};
+use platform::{Context, ServiceSpec};
 use shared_events::topics;
 
 use crate::handlers::{Charge, OpenWallet, Refund};
 
-/// Name and port from the contract.
-pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "payment-service", port: 8084 };
-
 /// The wallets and payments schema.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/payment-service"),
-    postgres: || sqlx::migrate!("../../migrations/payment-service"),
-};
+pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/payment-service"));
 
-/// The variable that sets a new wallet's balance, in cents.
-pub const INITIAL_BALANCE_VAR: &str = "WALLET_INITIAL_BALANCE_CENTS";
+/// The service's own settings, read once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// A new wallet's balance in cents (`WALLET_INITIAL_BALANCE_CENTS`, 100000 by default).
+    pub initial_balance_cents: i64,
+}
 
-/// A new wallet's balance: `WALLET_INITIAL_BALANCE_CENTS`, 100000 by default.
-pub fn initial_balance() -> Result<i64, ConfigError> {
-    match std::env::var(INITIAL_BALANCE_VAR) {
-        Err(_) => Ok(100_000),
-        Ok(value) => {
-            value.trim().parse::<i64>().ok().filter(|cents| (0..=1_000_000_000_000).contains(cents)).ok_or(
-                ConfigError {
-                    variable: INITIAL_BALANCE_VAR,
-                    value,
-                    reason: "expected cents from 0 to 1000000000000".to_owned(),
-                },
-            )
-        }
+impl Default for Settings {
+    /// The contract's defaults.
+    fn default() -> Self {
+        Self { initial_balance_cents: 100_000 }
     }
 }
 
-/// How the platform starts this service.
-pub fn spec() -> ServiceSpec {
-    ServiceSpec {
-        migrations: vec![MIGRATIONS],
-        topics: vec![
-            topics::PAYMENT_COMPLETED,
-            topics::PAYMENT_FAILED,
-            topics::PAYMENT_REFUNDED,
-            topics::USER_SIGNED_UP,
-            topics::INVENTORY_RESERVED,
-            topics::ORDER_CANCEL_REQUESTED,
-        ],
-        subscriptions: |_| {
-            // Checked by main before start; the default is what the contract says.
-            let initial_cents = initial_balance().unwrap_or(100_000);
+impl Settings {
+    /// From the environment; a bad value is named.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let default = Self::default();
+        Ok(Self {
+            initial_balance_cents: env.number(
+                "WALLET_INITIAL_BALANCE_CENTS",
+                default.initial_balance_cents,
+                0..=1_000_000_000_000,
+                "cents",
+            )?,
+        })
+    }
+}
+
+/// How the platform starts this service with `settings`.
+pub fn spec(settings: Settings) -> ServiceSpec {
+    ServiceSpec::registered("payment-service")
+        .migrations(MIGRATIONS)
+        .publishes(&[topics::PAYMENT_COMPLETED, topics::PAYMENT_FAILED, topics::PAYMENT_REFUNDED])
+        .subscriptions(move |_| {
             Subscriptions::new()
-                .on::<shared_events::UserSignedUp>(OpenWallet { initial_cents })
+                .on::<shared_events::UserSignedUp>(OpenWallet {
+                    initial_cents: settings.initial_balance_cents,
+                })
                 .on::<shared_events::InventoryReserved>(Charge)
                 .on::<shared_events::OrderCancelRequested>(Refund)
-        },
-        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
-        ..ServiceSpec::new(DEFAULTS)
-    }
+        })
+        .api_doc(<api::ApiDoc as utoipa::OpenApi>::openapi)
 }
 
 /// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.

@@ -1,9 +1,8 @@
 //! The payment-service process: configuration from the environment, then serve until stopped.
 
 fn main() -> std::process::ExitCode {
-    if let Err(error) = payment_service::initial_balance() {
-        eprintln!("payment-service: {error}");
-        return std::process::ExitCode::from(2);
+    match payment_service::Settings::from_env(&platform::config::Env::process()) {
+        Ok(settings) => platform::app::run(payment_service::spec(settings), payment_service::routes),
+        Err(error) => platform::app::bad_config("payment-service", &error),
     }
-    platform::app::run(payment_service::spec(), payment_service::routes)
 }

@@ -11,26 +11,18 @@ pub mod store;
 
 use axum::Router;
 use platform::db::Migrations;
-use platform::{Context, ServiceDefaults, ServiceSpec};
+use platform::{Context, ServiceSpec};
 use shared_events::topics;
 
-/// Name and port from the contract.
-pub const DEFAULTS: ServiceDefaults = ServiceDefaults { name: "user-service", port: 8081 };
-
 /// The `users` schema.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: || sqlx::migrate!("../../migrations/user-service"),
-    postgres: || sqlx::migrate!("../../migrations/user-service"),
-};
+pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/user-service"));
 
 /// How the platform starts this service: its schema and the topics it creates.
 pub fn spec() -> ServiceSpec {
-    ServiceSpec {
-        migrations: vec![MIGRATIONS],
-        topics: vec![topics::USER_SIGNED_UP],
-        api_doc: <api::ApiDoc as utoipa::OpenApi>::openapi,
-        ..ServiceSpec::new(DEFAULTS)
-    }
+    ServiceSpec::registered("user-service")
+        .migrations(MIGRATIONS)
+        .publishes(&[topics::USER_SIGNED_UP])
+        .api_doc(<api::ApiDoc as utoipa::OpenApi>::openapi)
 }
 
 /// The service's own HTTP routes, beside the platform's `/health`, `/ready` and `/metrics`.

@@ -39,11 +39,9 @@ async fn gateway(upstreams: gateway::Upstreams, timeout: Duration) -> TestServic
 async fn the_gateway_routes_to_the_owning_service() {
     let users = spawn_with(ALL[1], |_, _| {}).await;
     let inventory = spawn_with(ALL[3], |_, _| {}).await;
-    let upstreams = gateway::Upstreams {
-        user: users.service.base_url.clone(),
-        inventory: inventory.service.base_url.clone(),
-        ..Default::default()
-    };
+    let upstreams = gateway::Upstreams::default()
+        .with("user-service", users.service.base_url.clone())
+        .with("inventory-service", inventory.service.base_url.clone());
     let gateway = gateway(upstreams, Duration::from_secs(10)).await;
     let client = reqwest::Client::new();
     let signed_up = client
@@ -86,7 +84,7 @@ async fn the_gateway_routes_to_the_owning_service() {
 async fn the_gateway_forwards_request_ids_and_trace_context() {
     let echo = echo_service().await;
     let gateway =
-        gateway(gateway::Upstreams { order: echo, ..Default::default() }, Duration::from_secs(10)).await;
+        gateway(gateway::Upstreams::default().with("order-service", echo), Duration::from_secs(10)).await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let seen: Value = reqwest::Client::new()
         .get(format!("{}/api/orders/42?userId=7", gateway.base_url))
@@ -107,7 +105,7 @@ async fn the_gateway_forwards_request_ids_and_trace_context() {
 async fn a_service_down_is_a_502_and_a_slow_one_a_504() {
     let echo = echo_service().await;
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let upstreams = gateway::Upstreams { order: echo, payment: closed, ..Default::default() };
+    let upstreams = gateway::Upstreams::default().with("order-service", echo).with("payment-service", closed);
     let gateway = gateway(upstreams, Duration::from_millis(300)).await;
     let client = reqwest::Client::new();
     let down = client.get(format!("{}/api/wallets/1", gateway.base_url)).send().await.expect("GET");
@@ -142,7 +140,7 @@ async fn a_service_down_is_a_502_and_a_slow_one_a_504() {
 async fn the_gateway_counts_each_upstream_answer_by_service_and_status() {
     let echo = echo_service().await;
     let gateway =
-        gateway(gateway::Upstreams { order: echo, ..Default::default() }, Duration::from_secs(10)).await;
+        gateway(gateway::Upstreams::default().with("order-service", echo), Duration::from_secs(10)).await;
     let client = reqwest::Client::new();
     let answered = client.get(format!("{}/api/orders/7", gateway.base_url)).send().await.expect("GET");
     assert_eq!(answered.status(), 200);

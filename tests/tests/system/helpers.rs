@@ -23,11 +23,11 @@ pub type Service = (fn() -> ServiceSpec, fn(&Context) -> axum::Router);
 
 /// Every service of the system.
 pub const ALL: [Service; 6] = [
-    (gateway::spec, gateway::routes),
+    (gateway::spec, |context| gateway::routes(gateway::Settings::default())(context)),
     (user_service::spec, user_service::routes),
     (order_service::spec, order_service::routes),
     (inventory_service::spec, inventory_service::routes),
-    (payment_service::spec, payment_service::routes),
+    (|| payment_service::spec(payment_service::Settings::default()), payment_service::routes),
     (notification_service::spec, notification_service::routes),
 ];
 

@@ -54,13 +54,8 @@ async fn services() -> (Vec<Running>, TestService) {
     let base = |name: &str| {
         running.iter().find(|r| r.name == name).map(|r| r.service.base_url.clone()).expect("spawned")
     };
-    let upstreams = gateway::Upstreams {
-        user: base("user-service"),
-        order: base("order-service"),
-        inventory: base("inventory-service"),
-        payment: base("payment-service"),
-        notification: base("notification-service"),
-    };
+    let upstreams = platform::registry::api_services()
+        .fold(gateway::Upstreams::default(), |upstreams, s| upstreams.with(s.name, base(s.name)));
     let spec = gateway::spec();
     let gateway = TestService::spawn(&spec, service_config(&spec, "sqlite::memory:"), move |_| {
         gateway::router(upstreams, Duration::from_secs(10))

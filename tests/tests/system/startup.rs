@@ -87,7 +87,7 @@ async fn ready_is_503_and_names_kafka_when_the_broker_is_unreachable() {
     let user_service = ALL[1];
     let running = spawn_with(user_service, |spec, config| {
         // Topic creation at start needs the broker; this test is about losing it later.
-        spec.topics.clear();
+        spec.publishes.clear();
         config.kafka.bootstrap_servers = "127.0.0.1:1".to_owned();
     })
     .await;
@@ -117,14 +117,7 @@ async fn an_unknown_path_is_a_problem_json_404() {
 #[tokio::test]
 async fn each_binary_serves_health_and_stops_cleanly_on_sigterm() {
     let data = std::env::temp_dir().join(testkit::unique_name("binaries"));
-    for name in [
-        "gateway",
-        "user-service",
-        "order-service",
-        "inventory-service",
-        "payment-service",
-        "notification-service",
-    ] {
+    for name in platform::registry::services().iter().map(|s| s.name) {
         let port = free_port();
         let mut child = Command::new(binary(name))
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))

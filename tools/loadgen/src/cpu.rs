@@ -6,17 +6,6 @@
 
 use std::collections::BTreeMap;
 
-/// The services, in the port order of the system's layout: the gateway on the base
-/// port, the five services on the five after it (as run.sh and the chaos run start them).
-pub const SERVICES: [&str; 6] = [
-    "gateway",
-    "user-service",
-    "order-service",
-    "inventory-service",
-    "payment-service",
-    "notification-service",
-];
-
 /// One process at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -40,15 +29,17 @@ pub struct Probe {
 impl Probe {
     /// The services around the gateway at `base_url`, and the broker `broker_pid`.
     pub fn new(base_url: &str, broker_pid: Option<u32>) -> Self {
-        let metrics = SERVICES
+        // Each service keeps its registered distance from the gateway's port, as run.sh and
+        // the chaos run lay them out (8080 → 8081..., 18080 → 18081...).
+        let gateway = platform::registry::service("gateway").map_or(8080, |g| g.port);
+        let metrics = platform::registry::services()
             .iter()
-            .enumerate()
-            .filter_map(|(i, name)| {
+            .filter_map(|service| {
                 let mut url = reqwest::Url::parse(base_url).ok()?;
-                let port = url.port_or_known_default()? + i as u16;
+                let port = url.port_or_known_default()? + service.port.checked_sub(gateway)?;
                 url.set_port(Some(port)).ok()?;
                 url.set_path("/metrics");
-                Some((*name, url.to_string()))
+                Some((service.name, url.to_string()))
             })
             .collect();
         Self { http: reqwest::Client::new(), metrics, broker_pid }
@@ -125,8 +116,10 @@ mod tests {
     #[test]
     fn services_sit_on_the_ports_after_the_gateway() {
         let probe = Probe::new("http://127.0.0.1:18080", None);
-        assert_eq!(probe.metrics[0], ("gateway", "http://127.0.0.1:18080/metrics".to_owned()));
-        assert_eq!(probe.metrics[5], ("notification-service", "http://127.0.0.1:18085/metrics".to_owned()));
+        let url = |name: &str| probe.metrics.iter().find(|(n, _)| *n == name).map(|(_, url)| url.as_str());
+        assert_eq!(url("gateway"), Some("http://127.0.0.1:18080/metrics"));
+        assert_eq!(url("notification-service"), Some("http://127.0.0.1:18085/metrics"));
+        assert_eq!(probe.metrics.len(), 6);
     }
 
     #[test]
