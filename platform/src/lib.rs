@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod problem;
 pub mod registry;
 pub mod telemetry;
+pub mod text_enum;
 pub mod validate;
 
 pub use app::{Application, Context, ServiceSpec};

@@ -73,7 +73,14 @@ impl Tx {
     /// id, type, key and payload (a dead letter put back on its topic). A consumer that
     /// applied it after all drops it by its id. The current span's trace context goes
     /// with it, as with [`Tx::publish`].
-    pub fn publish_again(&mut self, event: Republish) {
+    ///
+    /// The outbox keeps event ids unique: a row this event left there (published and kept
+    /// for its retention, or still waiting) is replaced, so it goes out once more.
+    pub async fn publish_again(&mut self, event: Republish) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM outbox WHERE event_id = $1")
+            .bind(&event.event_id)
+            .execute(self.conn())
+            .await?;
         let mut trace = current_trace_context();
         self.outbox.push(OutboxRow {
             event_id: event.event_id,
@@ -85,6 +92,7 @@ impl Tx {
             tracestate: trace.remove(headers::TRACESTATE),
             created_at_ms: now_ms(),
         });
+        Ok(())
     }
 }
 

@@ -28,6 +28,15 @@ pub fn email_address(raw: &str) -> Result<&str, &'static str> {
     Ok(email)
 }
 
+/// Checks that `sku` is a product code: 1 to 64 of `A-Z a-z 0-9 - _ .` (the catalogue's
+/// key, and what an order line names), or the rule it breaks.
+pub fn sku(sku: &str) -> Result<&str, &'static str> {
+    let valid = !sku.is_empty()
+        && sku.len() <= 64
+        && sku.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if valid { Ok(sku) } else { Err("must be 1 to 64 of A-Z a-z 0-9 - _ .") }
+}
+
 /// Checks that `raw` is a phone number in international form: an optional `+`, then 7 to
 /// 15 digits (spaces and dashes between them allowed). Returns it without the separators.
 pub fn phone_number(raw: &str) -> Result<String, &'static str> {
@@ -49,6 +58,15 @@ pub fn phone_number(raw: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sku_is_one_to_sixty_four_safe_characters() {
+        assert_eq!(sku("KEYBOARD-1_a.b"), Ok("KEYBOARD-1_a.b"));
+        assert!(sku(&"A".repeat(64)).is_ok());
+        for bad in ["", "a b", "é", "a/b", &"A".repeat(65)] {
+            assert!(sku(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ordinary_addresses_pass_trimmed() {

@@ -45,6 +45,26 @@ impl FailureReason {
     }
 }
 
+impl std::str::FromStr for FailureReason {
+    type Err = UnknownReason;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text).ok_or_else(|| UnknownReason(text.to_owned()))
+    }
+}
+
+/// Text that is not one of the contract's failure reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownReason(pub String);
+
+impl std::fmt::Display for UnknownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} is not a failure reason", self.0)
+    }
+}
+
+impl std::error::Error for UnknownReason {}
+
 impl std::fmt::Display for FailureReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -2,8 +2,6 @@
 //! request, the order and the stock.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use platform::problem::Problem;
 use shared_events::{FailureReason, OrderItem, PricedItem};
@@ -24,12 +22,7 @@ pub struct ProductUpdate {
 impl ProductUpdate {
     /// Validates a request: the first rule broken is the 422.
     pub fn parse(sku: &str, name: &str, price_cents: i64, available: i64) -> Result<Self, Problem> {
-        let valid_sku = !sku.is_empty()
-            && sku.len() <= 64
-            && sku.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !valid_sku {
-            return Err(Problem::invalid("sku", "must be 1 to 64 of A-Z a-z 0-9 - _ ."));
-        }
+        platform::validate::sku(sku).map_err(|rule| Problem::invalid("sku", rule))?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(Problem::invalid("name", "must be 1 to 200 characters"));
@@ -44,39 +37,13 @@ impl ProductUpdate {
     }
 }
 
-/// Where an order's reservation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReservationStatus {
-    /// The stock is held for the order (and stays held once it is paid: sold).
-    Reserved,
-    /// The stock went back: the payment failed, or the order was cancelled and refunded.
-    Released,
-}
-
-impl ReservationStatus {
-    /// As stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reserved => "RESERVED",
-            Self::Released => "RELEASED",
-        }
-    }
-}
-
-impl FromStr for ReservationStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Self::Reserved, Self::Released]
-            .into_iter()
-            .find(|status| status.as_str() == text)
-            .ok_or_else(|| "not a reservation status".to_owned())
-    }
-}
-
-impl fmt::Display for ReservationStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+platform::text_enum! {
+    /// Where an order's reservation stands.
+    pub enum ReservationStatus {
+        /// The stock is held for the order (and stays held once it is paid: sold).
+        Reserved = "RESERVED",
+        /// The stock went back: the payment failed, or the order was cancelled and refunded.
+        Released = "RELEASED",
     }
 }
 

@@ -15,7 +15,8 @@ use shared_events::topics;
 use crate::handlers::{ReleaseAfterFailedPayment, ReleaseAfterRefund, Reserve};
 
 /// The products and reservations schema.
-pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/inventory-service"));
+pub const MIGRATIONS: Migrations =
+    Migrations::portable(|| sqlx::migrate!("../../migrations/inventory-service"));
 
 /// How the platform starts this service.
 pub fn spec() -> ServiceSpec {

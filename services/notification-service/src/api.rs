@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use shared_events::{EmailSendMessage, Event, SmsSendMessage};
 use uuid::Uuid;
 
+use crate::domain::Channel;
 use crate::handlers::{self, Retried};
-use crate::messages::Channel;
 use crate::store::{self, Failure, Filter, Notification};
 
 /// What the handlers share.

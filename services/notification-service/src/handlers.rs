@@ -13,8 +13,9 @@ use shared_events::headers::dead_letter as dlt;
 use shared_events::{EmailSendMessage, OrderCancelled, OrderConfirmed, SmsSendMessage, UserSignedUp};
 use uuid::Uuid;
 
+use crate::domain::{Channel, Kind};
 use crate::mailer::{self, SendError};
-use crate::messages::{self, Channel, Kind, Mail};
+use crate::messages::{self, Mail};
 use crate::store::{self, Failure, Notification};
 
 fn transient(error: SendError) -> HandlerError {
@@ -198,8 +199,7 @@ pub async fn retry(db: &Db, kafka: &KafkaConfig, id: Uuid) -> Result<Retried, sq
         Ok(message) => message,
         Err(missing) => return Ok(Retried::Incomplete(missing)),
     };
-    store::drop_from_outbox(&mut tx, &message.event_id).await?;
-    tx.publish_again(message);
+    tx.publish_again(message).await?;
     store::mark_retried(&mut tx, id, now_ms()).await?;
     tx.commit().await?;
     Ok(Retried::Replayed { topic: failure.original_topic })

@@ -4,6 +4,7 @@
 //! (`mailer`); refusals are retried, then dead-lettered, and the dead letters recorded.
 
 pub mod api;
+pub mod domain;
 pub mod handlers;
 pub mod mailer;
 pub mod messages;
@@ -18,7 +19,8 @@ use shared_events::topics;
 use crate::handlers::{AdHocEmail, AdHocSms, OrderMail, RecordFailure, Welcome};
 
 /// The recipients, notifications and failures schema.
-pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/notification-service"));
+pub const MIGRATIONS: Migrations =
+    Migrations::portable(|| sqlx::migrate!("../../migrations/notification-service"));
 
 /// How the platform starts this service.
 pub fn spec() -> ServiceSpec {

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use crate::messages::{Channel, Kind};
+use crate::domain::{Channel, Kind};
 
 /// A sent notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,16 +234,6 @@ pub async fn mark_retried(tx: &mut Tx, id: Uuid, at_ms: i64) -> Result<(), sqlx:
         .execute(tx.conn())
         .await
         .map(|_| ())
-}
-
-/// Deletes the outbox row of event `event_id`, if this database holds one, so that
-/// [`Tx::publish_again`] can add the event again: the outbox keeps event ids unique, and
-/// keeps a published row for an hour (for inspection only), so an event this service
-/// published itself, or put back before, would fail the commit. A row still pending (an
-/// earlier retry not sent yet) is replaced by the new one: the event goes out once more.
-/// Belongs in `publish_again` itself; here until the platform does it.
-pub async fn drop_from_outbox(tx: &mut Tx, event_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM outbox WHERE event_id = $1").bind(event_id).execute(tx.conn()).await.map(|_| ())
 }
 
 fn failure(row: &AnyRow) -> Result<Failure, sqlx::Error> {

@@ -15,7 +15,7 @@ use shared_events::{FailureReason, OrderCreated};
 use uuid::Uuid;
 
 use crate::domain::{NewOrder, Status};
-use crate::handlers::{self, Outcome};
+use crate::steps::{self, Outcome};
 use crate::store::{self, Order};
 
 /// The OpenAPI description of these routes.
@@ -206,7 +206,7 @@ async fn list(
         (status = 409, description = "PENDING, CANCELLING or CANCELLED", body = Problem, content_type = "application/problem+json")))]
 async fn cancel(State(db): State<Db>, Path(id): Path<String>) -> Result<Response, Problem> {
     let order_id = order_id(&id)?;
-    match handlers::cancel(&db, order_id).await? {
+    match steps::cancel(&db, order_id).await? {
         Outcome::Moved(order) => Ok((StatusCode::ACCEPTED, AxumJson(OrderView::from(order))).into_response()),
         Outcome::NotFound => Err(not_found(&id)),
         Outcome::Refused(status) => Err(Problem::conflict(format!(

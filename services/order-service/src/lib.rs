@@ -5,6 +5,7 @@
 pub mod api;
 pub mod domain;
 pub mod handlers;
+pub mod steps;
 pub mod store;
 
 use axum::Router;

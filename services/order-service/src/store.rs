@@ -1,7 +1,5 @@
 //! The `orders`, `order_items` and `order_history` tables.
 
-use std::str::FromStr;
-
 use platform::db::{Tx, optional_text_at, text_at};
 use shared_events::{FailureReason, OrderItem};
 use sqlx::any::AnyRow;
@@ -135,22 +133,6 @@ pub async fn transition(
     add_history(tx, &key, Change { status, reason, at_ms: now_ms }).await
 }
 
-/// A [`FailureReason`] read through [`text_at`]: shared-events gives it `parse`, not
-/// `FromStr`, and this keeps `text_at` the one decoding point here.
-struct StoredReason(FailureReason);
-
-impl FromStr for StoredReason {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        FailureReason::parse(text).map(Self).ok_or_else(|| "not a failure reason".to_owned())
-    }
-}
-
-fn reason_at(row: &AnyRow, index: usize) -> Result<Option<FailureReason>, sqlx::Error> {
-    Ok(optional_text_at::<StoredReason>(row, index)?.map(|reason| reason.0))
-}
-
 const COLUMNS: &str = "id, user_id, status, total_cents, failure_reason, created_at_ms, updated_at_ms";
 
 fn order(row: &AnyRow) -> Result<Order, sqlx::Error> {
@@ -159,7 +141,7 @@ fn order(row: &AnyRow) -> Result<Order, sqlx::Error> {
         user_id: text_at(row, 1)?,
         status: text_at(row, 2)?,
         total_cents: row.try_get(3)?,
-        failure_reason: reason_at(row, 4)?,
+        failure_reason: optional_text_at(row, 4)?,
         created_at_ms: row.try_get(5)?,
         updated_at_ms: row.try_get(6)?,
         items: Vec::new(),
@@ -183,7 +165,11 @@ async fn with_details(conn: &mut AnyConnection, mut order: Order) -> Result<Orde
             .await?
             .iter()
             .map(|row| {
-                Ok(Change { status: text_at(row, 0)?, reason: reason_at(row, 1)?, at_ms: row.try_get(2)? })
+                Ok(Change {
+                    status: text_at(row, 0)?,
+                    reason: optional_text_at(row, 1)?,
+                    at_ms: row.try_get(2)?,
+                })
             })
             .collect::<Result<_, sqlx::Error>>()?;
     Ok(order)

@@ -1,48 +1,18 @@
 //! Wallets and payments as plain rules: what a charge, a refund and a deposit come to,
 //! given the balance the transaction has locked. The store reads and writes; these decide.
 
-use std::fmt;
-use std::str::FromStr;
-
 use platform::problem::Problem;
 use shared_events::FailureReason;
 
-/// Where a payment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaymentStatus {
-    /// The wallet was charged.
-    Completed,
-    /// The charge was refused (see its reason); nothing moved.
-    Failed,
-    /// The charge was paid back after the order was cancelled.
-    Refunded,
-}
-
-impl PaymentStatus {
-    /// As stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Completed => "COMPLETED",
-            Self::Failed => "FAILED",
-            Self::Refunded => "REFUNDED",
-        }
-    }
-}
-
-impl FromStr for PaymentStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Self::Completed, Self::Failed, Self::Refunded]
-            .into_iter()
-            .find(|status| status.as_str() == text)
-            .ok_or_else(|| "not a payment status".to_owned())
-    }
-}
-
-impl fmt::Display for PaymentStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+platform::text_enum! {
+    /// Where a payment stands.
+    pub enum PaymentStatus {
+        /// The wallet was charged.
+        Completed = "COMPLETED",
+        /// The charge was refused (see its reason); nothing moved.
+        Failed = "FAILED",
+        /// The charge was paid back after the order was cancelled.
+        Refunded = "REFUNDED",
     }
 }
 

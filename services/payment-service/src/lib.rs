@@ -16,7 +16,8 @@ use shared_events::topics;
 use crate::handlers::{Charge, OpenWallet, Refund};
 
 /// The wallets and payments schema.
-pub const MIGRATIONS: Migrations = Migrations::portable(|| sqlx::migrate!("../../migrations/payment-service"));
+pub const MIGRATIONS: Migrations =
+    Migrations::portable(|| sqlx::migrate!("../../migrations/payment-service"));
 
 /// The service's own settings, read once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,6 @@
 //! Ids are written with `to_string()` and statuses with `as_str()`, and read back through
 //! [`platform::db::text_at`]: this module is the one place they cross to and from text.
 
-use std::str::FromStr;
-
 use platform::db::{Tx, optional_text_at, text_at};
 use shared_events::FailureReason;
 use sqlx::any::AnyRow;
@@ -93,18 +91,6 @@ pub struct Payment {
     pub reason: Option<FailureReason>,
 }
 
-/// A stored `reason`: [`FailureReason`] has `parse` but no `FromStr`, which
-/// [`optional_text_at`] reads through.
-struct StoredReason(FailureReason);
-
-impl FromStr for StoredReason {
-    type Err = &'static str;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        FailureReason::parse(text).map(Self).ok_or("not a failure reason")
-    }
-}
-
 const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount_cents, status, reason";
 
 fn payment(row: &AnyRow) -> Result<Payment, sqlx::Error> {
@@ -114,7 +100,7 @@ fn payment(row: &AnyRow) -> Result<Payment, sqlx::Error> {
         user_id: text_at(row, 2)?,
         amount_cents: row.try_get(3)?,
         status: text_at(row, 4)?,
-        reason: optional_text_at::<StoredReason>(row, 5)?.map(|stored| stored.0),
+        reason: optional_text_at(row, 5)?,
     })
 }
 
