@@ -6,6 +6,10 @@
 //! database-backed tests on PostgreSQL instead of SQLite. Nothing here skips a test when
 //! a part of the stack is missing: the test fails, naming what it could not reach.
 
+mod in_process;
+
+pub use in_process::{InProcess, event_meta};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -2,65 +2,27 @@
 //! or PostgreSQL with `TEST_DATABASE=postgres`). No Kafka: the handlers' events stay in
 //! the outbox.
 
-use std::collections::HashMap;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use platform::consumer::{EventMeta, Handler};
-use platform::db::Db;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use shared_events::{Event, FailureReason, OrderCreated, OrderItem, PaymentFailed, PaymentRefunded};
-use testkit::TestDatabase;
-use tower::ServiceExt as _;
+use shared_events::{FailureReason, OrderCreated, OrderItem, PaymentFailed, PaymentRefunded};
+use testkit::InProcess;
 use uuid::Uuid;
 
 use inventory_service::handlers::{ReleaseAfterFailedPayment, ReleaseAfterRefund, Reserve};
 
-struct Inventory {
-    db: Db,
-    _database: TestDatabase,
+struct Inventory(InProcess);
+
+impl std::ops::Deref for Inventory {
+    type Target = InProcess;
+
+    fn deref(&self) -> &InProcess {
+        &self.0
+    }
 }
 
 impl Inventory {
     async fn new() -> Self {
-        let database = TestDatabase::create().await;
-        let db = Db::connect(&database.url, &[&inventory_service::MIGRATIONS]).await.expect("database");
-        Self { db, _database: database }
-    }
-
-    /// Handles `event` in a transaction of its own, committed, as the consumer does.
-    async fn apply<E: Event>(&self, handler: &impl Handler<E>, event: E) {
-        let meta = EventMeta {
-            id: Uuid::now_v7(),
-            event_type: "test".to_owned(),
-            source: None,
-            time: None,
-            topic: "test".to_owned(),
-            partition: 0,
-            offset: 0,
-            attempt: 1,
-            headers: HashMap::new(),
-        };
-        let mut tx = self.db.begin_write().await.expect("begin");
-        handler.handle(event, &meta, &mut tx).await.expect("handled");
-        tx.commit().await.expect("commit");
-    }
-
-    async fn request(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let request = Request::builder().method(method).uri(uri);
-        let request = match body {
-            Some(body) => {
-                request.header("content-type", "application/json").body(Body::from(body.to_string()))
-            }
-            None => request.body(Body::empty()),
-        };
-        let response = inventory_service::api::router(self.db.clone())
-            .oneshot(request.expect("request"))
-            .await
-            .expect("response");
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        Self(InProcess::new(&inventory_service::MIGRATIONS, inventory_service::api::router).await)
     }
 
     async fn put(&self, sku: &str, body: Value) -> (StatusCode, Value) {

@@ -3,46 +3,29 @@
 //! its write replaces, so money is neither lost nor overdrawn. No Kafka: the handlers'
 //! events stay in each database's outbox.
 
-use std::collections::HashMap;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use futures::FutureExt as _;
 use futures::future::join_all;
-use platform::consumer::{EventMeta, Handler};
-use platform::db::Db;
 use serde_json::{Value, json};
 use shared_events::{InventoryReserved, OrderCancelRequested, UserSignedUp};
-use testkit::TestDatabase;
-use tower::ServiceExt as _;
+use testkit::InProcess;
 use uuid::Uuid;
 
 use payment_service::handlers::{Charge, OpenWallet, Refund};
 
-struct Wallets {
-    db: Db,
-    _database: TestDatabase,
-}
+struct Wallets(InProcess);
 
-fn meta() -> EventMeta {
-    EventMeta {
-        id: Uuid::now_v7(),
-        event_type: "test".to_owned(),
-        source: None,
-        time: None,
-        topic: "test".to_owned(),
-        partition: 0,
-        offset: 0,
-        attempt: 1,
-        headers: HashMap::new(),
+impl std::ops::Deref for Wallets {
+    type Target = InProcess;
+
+    fn deref(&self) -> &InProcess {
+        &self.0
     }
 }
 
 impl Wallets {
     async fn new() -> Self {
-        let database = TestDatabase::create().await;
-        let db = Db::connect(&database.url, &[&payment_service::MIGRATIONS]).await.expect("database");
-        Self { db, _database: database }
+        Self(InProcess::new(&payment_service::MIGRATIONS, payment_service::api::router).await)
     }
 
     /// A user with a wallet of `cents`.
@@ -53,33 +36,9 @@ impl Wallets {
         user_id
     }
 
-    /// Handles `event` in a transaction of its own, committed, as the consumer does.
-    async fn apply<E: shared_events::Event>(&self, handler: &impl Handler<E>, event: E) {
-        let mut tx = self.db.begin_write().await.expect("begin");
-        handler.handle(event, &meta(), &mut tx).await.expect("handled");
-        tx.commit().await.expect("commit");
-    }
-
     async fn charge(&self, order_id: Uuid, user_id: Uuid, total_cents: i64) {
         let reserved = InventoryReserved { order_id, user_id, items: Vec::new(), total_cents };
         self.apply(&Charge, reserved).await;
-    }
-
-    async fn request(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let request = Request::builder().method(method).uri(uri);
-        let request = match body {
-            Some(body) => {
-                request.header("content-type", "application/json").body(Body::from(body.to_string()))
-            }
-            None => request.body(Body::empty()),
-        };
-        let response = payment_service::api::router(self.db.clone())
-            .oneshot(request.expect("request"))
-            .await
-            .expect("response");
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     async fn balance(&self, user_id: Uuid) -> i64 {

@@ -1,0 +1,73 @@
+//! One service's database and HTTP routes in the test's own process, without Kafka: its
+//! API called in memory and its event handlers applied directly, each in a transaction of
+//! its own as the consumer applies them. Events they publish stay in the outbox.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use platform::consumer::{EventMeta, Handler};
+use platform::db::{Db, Migrations};
+use serde_json::Value;
+use shared_events::Event;
+use tower::ServiceExt as _;
+
+use crate::TestDatabase;
+
+/// A service's store and routes on a fresh database of the backend under test.
+#[derive(Debug)]
+pub struct InProcess {
+    /// Its database.
+    pub db: Db,
+    router: fn(Db) -> Router,
+    _database: TestDatabase,
+}
+
+impl InProcess {
+    /// A fresh database with `migrations`, served by `router`.
+    pub async fn new(migrations: &Migrations, router: fn(Db) -> Router) -> Self {
+        let database = TestDatabase::create().await;
+        let db = Db::connect(&database.url, &[migrations]).await.expect("database");
+        Self { db, router, _database: database }
+    }
+
+    /// Applies `event` with `handler` in a transaction of its own, committed.
+    pub async fn apply<E: Event>(&self, handler: &impl Handler<E>, event: E) {
+        let mut tx = self.db.begin_write().await.expect("begin");
+        handler.handle(event, &event_meta(), &mut tx).await.expect("handled");
+        tx.commit().await.expect("commit");
+    }
+
+    /// Sends `method uri` (with a JSON `body`) to the routes: the status and the JSON
+    /// answer (`Null` when the body is not JSON).
+    pub async fn request(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let request = Request::builder().method(method).uri(uri);
+        let request = match body {
+            Some(body) => {
+                request.header("content-type", "application/json").body(Body::from(body.to_string()))
+            }
+            None => request.body(Body::empty()),
+        };
+        let response =
+            (self.router)(self.db.clone()).oneshot(request.expect("request")).await.expect("response");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+}
+
+/// What a handler is told about a message that came from no topic.
+pub fn event_meta() -> EventMeta {
+    EventMeta {
+        id: uuid::Uuid::now_v7(),
+        event_type: "test".to_owned(),
+        source: None,
+        time: None,
+        topic: "test".to_owned(),
+        partition: 0,
+        offset: 0,
+        attempt: 1,
+        headers: HashMap::new(),
+    }
+}
