@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::Verifier;
 use crate::background::{BackgroundTasks, TaskDied};
 use crate::config::{ConfigError, ServiceConfig, ServiceDefaults};
 use crate::consumer::{EventConsumer, Subscriptions};
@@ -52,6 +53,9 @@ pub struct ServiceSpec {
     pub subscriptions: SubscriptionsFn,
     /// Its HTTP API as OpenAPI, served with the platform's paths at `/openapi.json`.
     pub api_doc: fn() -> utoipa::openapi::OpenApi,
+    /// What checks bearer tokens: the keys at the configured JWKS URL unless set
+    /// (user-service checks its own tokens with its own key).
+    pub verifier: Option<Arc<Verifier>>,
 }
 
 impl std::fmt::Debug for ServiceSpec {
@@ -76,6 +80,7 @@ impl ServiceSpec {
             publishes: Vec::new(),
             subscriptions: Arc::new(|_| Subscriptions::new()),
             api_doc: crate::openapi::empty,
+            verifier: None,
         }
     }
 
@@ -114,6 +119,12 @@ impl ServiceSpec {
         subscriptions: impl Fn(&Context) -> Subscriptions + Send + Sync + 'static,
     ) -> Self {
         self.subscriptions = Arc::new(subscriptions);
+        self
+    }
+
+    /// Checks tokens with `verifier` rather than with the keys at the JWKS URL.
+    pub fn verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
         self
     }
 
@@ -240,10 +251,15 @@ impl Application {
             _ => (None, None),
         };
         let tasks = BackgroundTasks::new();
+        let verifier = spec
+            .verifier
+            .clone()
+            .unwrap_or_else(|| Arc::new(Verifier::remote(context.config.jwks_url.clone())));
         let router = routes(&context)
             .merge(ops::router(Dependencies { db, kafka, tasks: tasks.clone() }))
             .merge(openapi::router(openapi::document(spec.defaults.name, (spec.api_doc)())))
-            .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, Some("no such resource".to_owned())) });
+            .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, Some("no such resource".to_owned())) })
+            .layer(axum::Extension(verifier));
         Ok(Self { listener, router: with_standard_layers(router), context, relay, consumer, tasks })
     }
 

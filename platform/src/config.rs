@@ -23,6 +23,9 @@ pub struct ServiceConfig {
     pub trace_sampler: TraceSampler,
     /// How a handler failure that may pass is retried before the dead-letter topic.
     pub retry: RetryPolicy,
+    /// Where the keys that sign bearer tokens are published (`JWKS_URL`): user-service's
+    /// JWKS, at its registered port on this machine by default.
+    pub jwks_url: String,
 }
 
 impl ServiceConfig {
@@ -250,8 +253,16 @@ impl ServiceConfig {
                 "a number",
             )?,
         };
+        let jwks_url = vars.parse("JWKS_URL", default_jwks_url, |v| {
+            if v.starts_with("http://") || v.starts_with("https://") {
+                Ok(v.to_owned())
+            } else {
+                Err("expected an http(s):// URL".to_owned())
+            }
+        })?;
         Ok(Self {
             service_name: defaults.name,
+            jwks_url,
             http_addr,
             database_url,
             kafka: KafkaConfig { bootstrap_servers, topic_partitions, replication_factor, topic_prefix },
@@ -260,6 +271,12 @@ impl ServiceConfig {
             retry,
         })
     }
+}
+
+/// user-service's JWKS at its registered port on this machine.
+fn default_jwks_url() -> String {
+    let port = crate::registry::service(crate::auth::ISSUER).map_or(8081, |s| s.port);
+    format!("http://127.0.0.1:{port}{}", crate::auth::JWKS_PATH)
 }
 
 /// `./data/<service>.db`, created if missing.

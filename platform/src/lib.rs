@@ -6,6 +6,7 @@
 //! ([`ops`]) and the process life cycle ([`app`], with its watched [`background`] tasks).
 
 pub mod app;
+pub mod auth;
 pub mod background;
 pub mod cleanup;
 pub mod clock;

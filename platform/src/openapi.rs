@@ -4,15 +4,39 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi};
 
 /// Where every service serves its document.
 pub const PATH: &str = "/openapi.json";
 
+/// The name of the bearer scheme: what Swagger UI's "Authorize" button fills in.
+pub const BEARER: &str = "bearer";
+
 /// The full document of service `name`: its `api` plus `/health`, `/ready` and `/metrics`.
+/// Every operation needs a bearer token unless it says otherwise (`security(())` on a
+/// public handler); the operational paths are public.
 pub fn document(name: &str, api: OpenApi) -> OpenApi {
     let mut document = api;
-    document.merge(crate::ops::OpsApi::openapi());
+    let mut ops = crate::ops::OpsApi::openapi();
+    for item in ops.paths.paths.values_mut() {
+        for operation in
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten()
+        {
+            operation.security = Some(vec![SecurityRequirement::default()]);
+        }
+    }
+    document.merge(ops);
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .bearer_format("JWT")
+        .description(Some("POST /api/auth/token {email, password} gives the token"))
+        .build();
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    document.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
     document.info = InfoBuilder::new()
         .title(name)
         .version(env!("CARGO_PKG_VERSION"))
@@ -45,5 +69,11 @@ mod tests {
         for path in ["/health", "/ready", "/metrics"] {
             assert!(document.paths.paths.contains_key(path), "{path} missing");
         }
+        let json = serde_json::to_value(&document).expect("json");
+        for path in ["/health", "/ready", "/metrics"] {
+            assert_eq!(json["paths"][path]["get"]["security"], serde_json::json!([{}]), "{path} is public");
+        }
+        assert_eq!(json["components"]["securitySchemes"][BEARER]["scheme"], "bearer");
+        assert_eq!(json["security"][0][BEARER], serde_json::json!([]));
     }
 }

@@ -68,6 +68,7 @@ pub fn event_meta() -> EventMeta {
         partition: 0,
         offset: 0,
         attempt: 1,
+        last_attempt: false,
         headers: HashMap::new(),
     }
 }

@@ -7,8 +7,10 @@
 //! a part of the stack is missing: the test fails, naming what it could not reach.
 
 mod in_process;
+mod tokens;
 
 pub use in_process::{InProcess, event_meta};
+pub use tokens::{admin_bearer, bearer, test_jwks_url, test_signer, token};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -160,7 +162,7 @@ impl Drop for TestDatabase {
 }
 
 /// A configuration for a service under test: port 0, the given database, the test stack
-/// under a fresh topic prefix, no span export, short retries.
+/// under a fresh topic prefix, no span export, short retries, tokens of the test key.
 pub fn service_config(spec: &ServiceSpec, database_url: &str) -> ServiceConfig {
     ServiceConfig {
         service_name: spec.defaults.name,
@@ -174,6 +176,7 @@ pub fn service_config(spec: &ServiceSpec, database_url: &str) -> ServiceConfig {
             backoff: std::time::Duration::from_millis(50),
             multiplier: 2.0,
         },
+        jwks_url: test_jwks_url(),
     }
 }
 

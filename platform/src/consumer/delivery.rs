@@ -41,6 +41,8 @@ pub(crate) struct Delivery {
     pub offset: i64,
     /// 1 on the first delivery, n on the n-th attempt.
     pub attempt: u32,
+    /// Whether a transient failure now sends it to the dead-letter topic.
+    pub last_attempt: bool,
     /// When its first attempt failed.
     pub first_failure_at_ms: Option<i64>,
     /// Not to be tried before this time.
@@ -58,8 +60,8 @@ pub(crate) struct Incoming<'a> {
 }
 
 impl<'a> Incoming<'a> {
-    /// Reads the headers of `message` and where it stands.
-    pub fn read(message: &'a OwnedMessage) -> Self {
+    /// Reads the headers of `message` and where it stands, out of `max_attempts`.
+    pub fn read(message: &'a OwnedMessage, max_attempts: u32) -> Self {
         let headers = text_headers(message);
         let number = |name: &str| headers.get(name).and_then(|v| v.parse::<i64>().ok());
         let delivery = match headers.get(retry_headers::ORIGINAL_TOPIC) {
@@ -68,6 +70,7 @@ impl<'a> Incoming<'a> {
                 partition: number(retry_headers::ORIGINAL_PARTITION).unwrap_or(-1) as i32,
                 offset: number(retry_headers::ORIGINAL_OFFSET).unwrap_or(-1),
                 attempt: number(retry_headers::ATTEMPTS).unwrap_or(1) as u32 + 1,
+                last_attempt: false,
                 first_failure_at_ms: number(retry_headers::FIRST_FAILURE_AT_MS),
                 not_before_ms: number(retry_headers::NOT_BEFORE_MS),
             },
@@ -76,10 +79,12 @@ impl<'a> Incoming<'a> {
                 partition: message.partition(),
                 offset: message.offset(),
                 attempt: 1,
+                last_attempt: false,
                 first_failure_at_ms: None,
                 not_before_ms: None,
             },
         };
+        let delivery = Delivery { last_attempt: delivery.attempt >= max_attempts, ..delivery };
         Self { message, headers, delivery }
     }
 

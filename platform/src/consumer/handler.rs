@@ -32,6 +32,10 @@ pub struct EventMeta {
     pub offset: i64,
     /// 1 on the first delivery, n on the n-th attempt.
     pub attempt: u32,
+    /// Whether this is the last attempt: a transient failure now goes to the dead-letter
+    /// topic. A handler that waits for something (a wallet not opened yet) decides here
+    /// instead, while the decision can still be published.
+    pub last_attempt: bool,
     /// Every header of the message, as text.
     pub headers: HashMap<String, String>,
 }
@@ -157,6 +161,7 @@ fn event_meta(incoming: &Incoming<'_>, expected: &str) -> Result<EventMeta, Hand
         partition: delivery.partition,
         offset: delivery.offset,
         attempt: delivery.attempt,
+        last_attempt: delivery.last_attempt,
         headers: headers.clone(),
     })
 }

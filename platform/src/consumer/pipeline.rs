@@ -80,7 +80,8 @@ impl Pipeline {
         batch: &[rdkafka::message::OwnedMessage],
         shutdown: &CancellationToken,
     ) -> Result<BatchOutcome, Interrupted> {
-        let incoming: Vec<Incoming<'_>> = batch.iter().map(Incoming::read).collect();
+        let attempts = self.forwarder.retry.max_attempts;
+        let incoming: Vec<Incoming<'_>> = batch.iter().map(|m| Incoming::read(m, attempts)).collect();
         let now = now_ms();
         if incoming.len() > 1
             && self.db.backend() == Backend::Sqlite
