@@ -39,18 +39,33 @@ impl InProcess {
         tx.commit().await.expect("commit");
     }
 
-    /// Sends `method uri` (with a JSON `body`) to the routes: the status and the JSON
-    /// answer (`Null` when the body is not JSON).
+    /// Sends `method uri` (with a JSON `body`) to the routes as an admin: the status and
+    /// the JSON answer (`Null` when the body is not JSON).
     pub async fn request(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let request = Request::builder().method(method).uri(uri);
+        self.request_as(Some(&crate::admin_bearer()), method, uri, body).await
+    }
+
+    /// [`InProcess::request`] with this `Authorization` header (`None`: without one).
+    pub async fn request_as(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
         let request = match body {
             Some(body) => {
                 request.header("content-type", "application/json").body(Body::from(body.to_string()))
             }
             None => request.body(Body::empty()),
         };
-        let response =
-            (self.router)(self.db.clone()).oneshot(request.expect("request")).await.expect("response");
+        let verifier = platform::auth::Verifier::fixed(&crate::test_signer().jwk_set()).expect("test keys");
+        let router = (self.router)(self.db.clone()).layer(axum::Extension(std::sync::Arc::new(verifier)));
+        let response = router.oneshot(request.expect("request")).await.expect("response");
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
