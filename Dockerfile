@@ -12,7 +12,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home /app app
+ && useradd --system --uid 10001 --home /app app \
+ && mkdir -p /app/data && chown app /app/data
 COPY --from=build /out/ /app/
 USER app
 WORKDIR /app

@@ -61,6 +61,9 @@ stack/stack.sh start "${components[@]}"
 bootstrap=$(stack/stack.sh bootstrap)
 
 mkdir -p data
+# The admin account user-service creates at start (CONTRACT: change the password for
+# anything but a demo: ADMIN_PASSWORD=... ./run.sh).
+export ADMIN_EMAIL=${ADMIN_EMAIL:-admin@example.com} ADMIN_PASSWORD=${ADMIN_PASSWORD:-admin-password}
 declare -A started_at=() restarts=() quick_deaths=()
 start_service() {
   local s=$1 db=${1//-/_} url

@@ -50,6 +50,8 @@ run=$(date +%s)-$$
 dir=.chaos/$run
 mkdir -p "$dir/data"
 prefix=chaos-$run.
+# This run's own admin: user-service creates it at start; loadgen signs in with it.
+admin_email=admin-$run@example.com admin_password=chaos-$run-password
 
 components=(kafka zipkin)
 $postgres && components+=(postgres)
@@ -73,6 +75,8 @@ start_service() {
   local s=$1
   DATABASE_URL=$(database_url "$s") KAFKA_BOOTSTRAP_SERVERS=$bootstrap KAFKA_TOPIC_PREFIX=$prefix \
     HTTP_ADDR=127.0.0.1:${port[$s]} SERVICE_URL_TEMPLATE='http://127.0.0.1:1{port}' \
+    JWKS_URL="http://127.0.0.1:${port[user-service]}/.well-known/jwks.json" \
+    ADMIN_EMAIL=$admin_email ADMIN_PASSWORD=$admin_password \
     RUST_LOG=warn "$target/$s" >>"$dir/$s.log" 2>&1 &
   pid[$s]=$!
 }
@@ -111,7 +115,8 @@ trap cleanup EXIT
 log "run $run, seed $seed: $rate orders/s for $duration s, $kills kills and one broker restart, on $($postgres && echo PostgreSQL || echo SQLite)"
 for s in "${services[@]}"; do bring_up "$s" || verdict 0 1; done
 
-"$target/loadgen" --base-url "http://127.0.0.1:${port[gateway]}" --kafka "$bootstrap" --topic-prefix "$prefix" \
+ADMIN_EMAIL=$admin_email ADMIN_PASSWORD=$admin_password \
+  "$target/loadgen" --base-url "http://127.0.0.1:${port[gateway]}" --kafka "$bootstrap" --topic-prefix "$prefix" \
   --rate "$rate" --duration "$duration" --users 20 --undeliverable 4 --products 10 --settle 120 --json \
   >"$dir/loadgen.out" 2>"$dir/loadgen.err" &
 loadgen_pid=$!

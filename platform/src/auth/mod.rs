@@ -216,8 +216,10 @@ impl Verifier {
             return Err(AuthError::Invalid(format!("alg {:?} is not EdDSA", header.alg)));
         }
         let kid = header.kid.ok_or_else(|| AuthError::Invalid("no kid".to_owned()))?;
-        let key = match self.keys.read().await.by_id.get(&kid) {
-            Some(key) => key.clone(),
+        // The read guard must be gone before a refetch takes the write lock.
+        let known = self.keys.read().await.by_id.get(&kid).cloned();
+        let key = match known {
+            Some(key) => key,
             None => self.refetch_for(&kid).await?,
         };
         let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)

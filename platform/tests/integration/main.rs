@@ -1,6 +1,7 @@
 //! The platform against the real stack: Kafka, Zipkin, SQLite and PostgreSQL.
 //! One binary, one module per concern (see `./test.sh` for how the stack is started).
 
+mod auth;
 mod batch;
 mod consumer;
 mod database;

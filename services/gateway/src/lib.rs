@@ -1,6 +1,9 @@
 //! gateway: the single entry point on :8080. Routes every `/api/...` path of the
-//! contract to the service that owns it; owns no data and talks to no broker.
+//! contract to the service that owns it, and user-service's JWKS; owns no data and talks
+//! to no broker. Checks the caller's bearer token first ([`access`]) and forwards it
+//! unchanged, since the services check it again.
 
+pub mod access;
 pub mod docs;
 pub mod proxy;
 pub mod upstreams;
@@ -8,7 +11,7 @@ pub mod upstreams;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::any;
+use axum::routing::{any, get};
 use platform::config::{ConfigError, Env};
 use platform::{Context, ServiceSpec};
 
@@ -50,13 +53,18 @@ pub fn spec() -> ServiceSpec {
     ServiceSpec::registered("gateway")
 }
 
-/// The proxy routes in front of `upstreams`, and Swagger UI over their APIs.
+/// The proxy routes in front of `upstreams` and Swagger UI over their APIs, each behind
+/// the access check of [`access::required`]. The tokens are checked by the verifier the
+/// platform installs on every service's routes.
 pub fn router(upstreams: Upstreams, timeout: Duration) -> Router {
     let proxy = proxy::Proxy { upstreams, client: reqwest::Client::new(), timeout };
     Router::new()
         .route("/api/{*path}", any(proxy::forward))
+        .route(platform::auth::JWKS_PATH, get(proxy::forward))
         .with_state(proxy.clone())
         .merge(docs::router(proxy))
+        // On the routes only: a path none of them serves stays the platform's 404.
+        .route_layer(axum::middleware::from_fn(access::check))
 }
 
 /// The routes, built from the settings read at start.

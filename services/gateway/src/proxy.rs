@@ -1,5 +1,6 @@
 //! The reverse proxy: `/api/...` to the service that owns it, with the caller's request
-//! id and trace context, a time limit, and a clear problem when a service is down.
+//! id, trace context and `Authorization` header, a time limit, and a clear problem when a
+//! service is down.
 
 use std::time::Duration;
 

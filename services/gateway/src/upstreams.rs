@@ -58,8 +58,12 @@ impl Upstreams {
         self.urls.iter().find(|(service, _)| *service == name).map(|(service, url)| (*service, url.as_str()))
     }
 
-    /// The service (name and base URL) that serves `path`, if any.
+    /// The service (name and base URL) that serves `path`, if any: the owner of an `/api`
+    /// path, and the issuer of the tokens for the JWKS.
     pub fn for_path(&self, path: &str) -> Option<(&'static str, &str)> {
+        if path == platform::auth::JWKS_PATH {
+            return self.by_name(platform::auth::ISSUER);
+        }
         self.by_name(registry::owner_of(path)?.name)
     }
 
@@ -100,6 +104,11 @@ mod tests {
             Some(("notification-service", "http://127.0.0.1:8085"))
         );
         assert_eq!(upstreams.for_path("/api/other"), None);
+        assert_eq!(
+            upstreams.for_path("/.well-known/jwks.json"),
+            Some(("user-service", "http://127.0.0.1:8081")),
+            "the keys of the tokens, from the service that signs them"
+        );
         assert_eq!(upstreams.by_name("gateway"), None, "the gateway is not behind itself");
         assert_eq!(upstreams.names().count(), 5);
     }

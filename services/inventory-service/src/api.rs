@@ -1,8 +1,9 @@
-//! HTTP handlers of the catalogue.
+//! HTTP handlers of the catalogue: anyone may read it; only an [`Admin`] changes it.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json as AxumJson, Router};
+use platform::auth::Admin;
 use platform::clock::now_ms;
 use platform::db::Db;
 use platform::extract::Json;
@@ -58,13 +59,17 @@ struct PutProduct {
     available: i64,
 }
 
-/// Creates a product or sets its name, price and available stock.
+/// Creates a product or sets its name, price and available stock (admins only).
 #[utoipa::path(put, path = "/api/products/{sku}", tag = "products", request_body = PutProduct,
     params(("sku" = String, Path, description = "1 to 64 of A-Z a-z 0-9 - _ .")),
     responses((status = 200, description = "OK", body = ProductView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or an invalid or expired one", body = Problem,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json")))]
 async fn put(
+    Admin(_): Admin,
     State(db): State<Db>,
     Path(sku): Path<String>,
     Json(body): Json<PutProduct>,
@@ -76,8 +81,8 @@ async fn put(
     Ok(AxumJson(product.into()))
 }
 
-/// One product with its stock (`reserved` is held by orders in flight).
-#[utoipa::path(get, path = "/api/products/{sku}", tag = "products", params(("sku" = String, Path)),
+/// One product with its stock (`reserved` is held by orders in flight). Public.
+#[utoipa::path(get, path = "/api/products/{sku}", tag = "products", params(("sku" = String, Path)), security(()),
     responses((status = 200, description = "OK", body = ProductView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 async fn find(State(db): State<Db>, Path(sku): Path<String>) -> Result<AxumJson<ProductView>, Problem> {
     let mut conn = db.pool().acquire().await?;
@@ -85,10 +90,28 @@ async fn find(State(db): State<Db>, Path(sku): Path<String>) -> Result<AxumJson<
     product.map(|p| AxumJson(p.into())).ok_or_else(|| Problem::not_found(format!("no product {sku}")))
 }
 
-/// Every product.
-#[utoipa::path(get, path = "/api/products", tag = "products", responses((status = 200, description = "OK", body = Vec<ProductView>)))]
+/// Every product. Public.
+#[utoipa::path(get, path = "/api/products", tag = "products", security(()), responses((status = 200, description = "OK", body = Vec<ProductView>)))]
 async fn list(State(db): State<Db>) -> Result<AxumJson<Vec<ProductView>>, Problem> {
     let mut conn = db.pool().acquire().await?;
     let products = store::all(&mut conn).await?;
     Ok(AxumJson(products.into_iter().map(ProductView::from).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi as _;
+
+    #[test]
+    fn the_catalogue_is_public_to_read_and_for_admins_to_change() {
+        let document = serde_json::to_value(super::ApiDoc::openapi()).expect("json");
+        for path in ["/api/products", "/api/products/{sku}"] {
+            let read = &document["paths"][path]["get"];
+            assert_eq!(read["security"], serde_json::json!([{}]), "GET {path} is public");
+            assert!(read["responses"]["401"].is_null(), "GET {path} refuses nobody");
+        }
+        let put = &document["paths"]["/api/products/{sku}"]["put"];
+        assert!(put["security"].is_null(), "PUT keeps the bearer scheme");
+        assert!(put["responses"]["401"].is_object() && put["responses"]["403"].is_object());
+    }
 }

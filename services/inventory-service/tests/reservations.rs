@@ -2,10 +2,15 @@
 //! or PostgreSQL with `TEST_DATABASE=postgres`). No Kafka: the handlers' events stay in
 //! the outbox.
 
-use axum::http::StatusCode;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use shared_events::{FailureReason, OrderCreated, OrderItem, PaymentFailed, PaymentRefunded};
 use testkit::InProcess;
+use tower::ServiceExt as _;
 use uuid::Uuid;
 
 use inventory_service::handlers::{ReleaseAfterFailedPayment, ReleaseAfterRefund, Reserve};
@@ -34,6 +39,24 @@ impl Inventory {
         let (status, product) = self.request("GET", &format!("/api/products/{sku}"), None).await;
         assert_eq!(status, StatusCode::OK, "{product}");
         (product["available"].as_i64().expect("available"), product["reserved"].as_i64().expect("reserved"))
+    }
+
+    /// The status and `WWW-Authenticate` of `method uri` (with a JSON `body`) sent without a token.
+    async fn without_token(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Option<String>) {
+        let verifier = platform::auth::Verifier::fixed(&testkit::test_signer().jwk_set()).expect("keys");
+        let router = inventory_service::api::router(self.db.clone()).layer(Extension(Arc::new(verifier)));
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = router.oneshot(request).await.expect("response");
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|value| value.to_str().expect("ASCII").to_owned());
+        (response.status(), challenge)
     }
 
     async fn reservation_status(&self, order_id: Uuid) -> String {
@@ -71,6 +94,34 @@ async fn a_product_is_put_trimmed_and_read_back_and_a_broken_rule_is_a_422() {
     }
     let (status, problem) = inventory.request("GET", "/api/products/NOPE", None).await;
     assert_eq!((status, &problem["detail"]), (StatusCode::NOT_FOUND, &json!("no product NOPE")));
+}
+
+#[tokio::test]
+async fn anyone_reads_the_catalogue_and_only_an_admin_changes_it() {
+    let inventory = Inventory::new().await;
+    let keyboard = json!({"name": "Keyboard", "priceCents": 4500, "available": 100});
+    assert_eq!(inventory.put("KB-1", keyboard.clone()).await.0, StatusCode::OK);
+    let expected =
+        json!({"sku": "KB-1", "name": "Keyboard", "priceCents": 4500, "available": 100, "reserved": 0});
+    for uri in ["/api/products", "/api/products/KB-1"] {
+        let (status, body) = inventory.request_as(None, "GET", uri, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {uri} without a token: {body}");
+        let (status, _) =
+            inventory.request_as(Some(&testkit::bearer(Uuid::now_v7())), "GET", uri, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {uri} as a user");
+    }
+
+    let cheaper = json!({"name": "Keyboard", "priceCents": 1, "available": 100});
+    let answer = inventory.without_token("PUT", "/api/products/KB-1", cheaper.clone()).await;
+    assert_eq!(answer, (StatusCode::UNAUTHORIZED, Some("Bearer".to_owned())));
+    let as_user = testkit::bearer(Uuid::now_v7());
+    let (status, problem) =
+        inventory.request_as(Some(&as_user), "PUT", "/api/products/KB-1", Some(cheaper)).await;
+    assert_eq!((status, problem["status"].as_u64()), (StatusCode::FORBIDDEN, Some(403)));
+    let new = json!({"name": "Mouse", "priceCents": 1, "available": 1});
+    let (status, _) = inventory.request_as(Some(&as_user), "PUT", "/api/products/MOUSE", Some(new)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(inventory.request_as(None, "GET", "/api/products", None).await.1, json!([expected]));
 }
 
 #[tokio::test]

@@ -1,11 +1,16 @@
 //! HTTP handlers: queue e-mails and SMS, list what was sent and what failed, retry a
 //! failure.
+//!
+//! Queuing a message and the dead letters are for admins only ([`Admin`]): an ad hoc
+//! message goes to any address, and a retry replays any failed message. The list of
+//! notifications is for every signed-in user ([`Caller`]), limited to their own.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
+use platform::auth::{Admin, Caller};
 use platform::clock::rfc3339_ms;
 use platform::config::KafkaConfig;
 use platform::db::Db;
@@ -47,6 +52,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The 401 of every operation here.
+const UNAUTHORIZED: &str = "No bearer token, or one that is invalid or expired";
+
+/// The 403 of the admin-only operations.
+const NOT_ADMIN: &str = "The caller is not an admin";
+
 /// `POST /api/emails/send` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -78,8 +89,12 @@ fn address(field: &str, value: Option<&str>) -> Result<String, Problem> {
 #[utoipa::path(post, path = "/api/emails/send", tag = "notifications", request_body = SendEmailRequest,
     responses((status = 202, description = "Accepted", body = Queued),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = NOT_ADMIN, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "from or to missing or not an address", body = Problem, content_type = "application/problem+json")))]
 async fn send_email(
+    _admin: Admin,
     State(state): State<AppState>,
     Json(request): Json<SendEmailRequest>,
 ) -> Result<Response, Problem> {
@@ -114,8 +129,12 @@ struct SendSmsRequest {
 #[utoipa::path(post, path = "/api/sms/send", tag = "notifications", request_body = SendSmsRequest,
     responses((status = 202, description = "Accepted", body = Queued),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = NOT_ADMIN, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "to or text breaks a rule", body = Problem, content_type = "application/problem+json")))]
 async fn send_sms(
+    _admin: Admin,
     State(state): State<AppState>,
     Json(request): Json<SendSmsRequest>,
 ) -> Result<Response, Problem> {
@@ -136,8 +155,12 @@ async fn send_sms(
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only those about this user. A user who is not an admin may name only themselves
+    /// (another user is a 403), and sees only their own without it.
     user_id: Option<String>,
+    /// Only those about this order.
     order_id: Option<String>,
+    /// EMAIL or SMS.
     channel: Option<String>,
 }
 
@@ -174,11 +197,21 @@ impl From<Notification> for NotificationView {
     }
 }
 
-/// What was sent (simulated: recorded, not mailed).
+/// What was sent (simulated: recorded, not mailed). A user sees only the notifications
+/// about them (those with their user id: not ad hoc messages, which belong to no user);
+/// an admin sees every one, or one user's with `userId`.
 #[utoipa::path(get, path = "/api/notifications", tag = "notifications", params(ListQuery),
     responses((status = 200, description = "OK", body = Vec<NotificationView>),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = "userId names another user (for a user who is not an admin)", body = Problem,
+            content_type = "application/problem+json"),
         (status = 422, description = "channel is not EMAIL or SMS", body = Problem, content_type = "application/problem+json")))]
-async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Response, Problem> {
+async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, Problem> {
     let channel = query
         .channel
         .as_deref()
@@ -186,11 +219,12 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
         .transpose()
         .map_err(|_| Problem::invalid("channel", "must be EMAIL or SMS"))?;
     let parse_id = |text: Option<String>| text.map(|text| text.parse::<Uuid>()).transpose();
-    // An id that is not a UUID is nobody's: it matches nothing (not a 422).
+    // An id that is not a UUID is nobody's: it matches nothing (not a 422), and so reveals
+    // nothing to a user either.
     let (Ok(user_id), Ok(order_id)) = (parse_id(query.user_id), parse_id(query.order_id)) else {
         return Ok(AxumJson(Vec::<NotificationView>::new()).into_response());
     };
-    let filter = Filter { user_id, order_id, channel };
+    let filter = Filter { user_id: caller.scope(user_id)?, order_id, channel };
     let mut conn = state.db.pool().acquire().await?;
     let found = store::list(&mut conn, &filter, 500).await?;
     Ok(AxumJson(found.into_iter().map(NotificationView::from).collect::<Vec<_>>()).into_response())
@@ -243,8 +277,11 @@ impl From<Failure> for FailureView {
 
 /// What reached a dead-letter topic of this service, with the error.
 #[utoipa::path(get, path = "/api/notifications/failed", tag = "notifications",
-    responses((status = 200, description = "OK", body = Vec<FailureView>)))]
-async fn failed(State(state): State<AppState>) -> Result<Response, Problem> {
+    responses((status = 200, description = "OK", body = Vec<FailureView>),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = NOT_ADMIN, body = Problem, content_type = "application/problem+json")))]
+async fn failed(_admin: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
     let mut conn = state.db.pool().acquire().await?;
     let found = store::failures(&mut conn).await?;
     Ok(AxumJson(found.into_iter().map(FailureView::from).collect::<Vec<_>>()).into_response())
@@ -256,10 +293,17 @@ async fn failed(State(state): State<AppState>) -> Result<Response, Problem> {
     params(("id" = String, Path, description = "A failure's id from the failed list")),
     responses((status = 202, description = "Put back on its topic", body = Object,
             example = json!({"id": "…", "status": "REPLAYED", "topic": "email.send"})),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = NOT_ADMIN, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The failure lacks what its message needs to go back (topic, event id, \
             type or payload)", body = Problem, content_type = "application/problem+json")))]
-async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+async fn retry(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
     let not_found = || Problem::not_found(format!("no failed notification {id}"));
     let failure_id: Uuid = id.parse().map_err(|_| not_found())?;
     match handlers::retry(&state.db, &state.kafka, failure_id).await? {

@@ -1,10 +1,14 @@
-//! HTTP handlers of orders: place (idempotently), read, list, cancel.
+//! HTTP handlers of orders: place (idempotently), read, list, cancel. Every one needs a
+//! signed-in [`Caller`]: a user places, sees and cancels their own orders only; an admin
+//! anyone's. Another user's order answers 404, as a missing one does, so that nothing
+//! about it is revealed.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
+use platform::auth::Caller;
 use platform::clock::{now_ms, rfc3339_ms};
 use platform::db::{Db, Tx};
 use platform::extract::Json;
@@ -31,6 +35,9 @@ pub fn router(db: Db) -> Router {
         .route("/api/orders/{id}/cancel", post(cancel))
         .with_state(db)
 }
+
+/// The 401 of every operation here: no token, or one that does not pass.
+const UNAUTHORIZED: &str = "No bearer token, or an invalid or expired one";
 
 /// 404 for order `id` as the path spelt it.
 fn not_found(id: &str) -> Problem {
@@ -122,9 +129,14 @@ impl From<Order> for OrderView {
         (status = 202, description = "Accepted, PENDING", body = OrderView,
             headers(("Location" = String, description = "/api/orders/{id}"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = "userId is another user's (a user orders only for themselves; \
+            an admin for anyone)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No items, over 50 items, a quantity outside 1..1000, a bad id, \
             or a key reused with another body", body = Problem, content_type = "application/problem+json")))]
 async fn place(
+    caller: Caller,
     State(db): State<Db>,
     headers: HeaderMap,
     Json(request): Json<PlaceOrder>,
@@ -132,6 +144,7 @@ async fn place(
     let key = IdempotencyKey::from_headers(&headers)?;
     let items: Vec<(String, i64)> = request.items.iter().map(|i| (i.sku.clone(), i.quantity)).collect();
     let order = NewOrder::parse(&request.user_id, items)?;
+    caller.acting_for(order.user_id)?;
     idempotency::once(&db, "POST /api/orders", key, &request, |tx| create(tx, order)).await
 }
 
@@ -154,11 +167,21 @@ async fn create(mut tx: Tx, order: NewOrder) -> Result<(Tx, StoredResponse), Pro
 
 /// One order with its status history.
 #[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "OK", body = OrderView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
-async fn find(State(db): State<Db>, Path(id): Path<String>) -> Result<AxumJson<OrderView>, Problem> {
+    responses((status = 200, description = "OK", body = OrderView),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No such order, or another user's", body = Problem, content_type = "application/problem+json")))]
+async fn find(
+    caller: Caller,
+    State(db): State<Db>,
+    Path(id): Path<String>,
+) -> Result<AxumJson<OrderView>, Problem> {
     let order_id = order_id(&id)?;
     let mut conn = db.pool().acquire().await?;
-    let order = store::find(&mut conn, order_id).await?.ok_or_else(|| not_found(&id))?;
+    let order = store::find(&mut conn, order_id)
+        .await?
+        .filter(|order| caller.owns(order.user_id))
+        .ok_or_else(|| not_found(&id))?;
     Ok(AxumJson(order.into()))
 }
 
@@ -172,11 +195,17 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-/// Orders, newest first.
+/// Orders, newest first: a user's own (`userId`, if given, must be theirs), or for an
+/// admin everyone's unless `userId` names one user.
 #[utoipa::path(get, path = "/api/orders", tag = "orders", params(ListQuery),
     responses((status = 200, description = "OK", body = Vec<OrderView>),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = "userId names another user (a user lists only their own orders)",
+            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown status or limit outside 1..=500", body = Problem, content_type = "application/problem+json")))]
 async fn list(
+    caller: Caller,
     State(db): State<Db>,
     Query(query): Query<ListQuery>,
 ) -> Result<AxumJson<Vec<OrderView>>, Problem> {
@@ -190,10 +219,12 @@ async fn list(
     if !(1..=500).contains(&limit) {
         return Err(Problem::invalid("limit", "must be from 1 to 500"));
     }
-    // A user id that is not a UUID is no user's: it matches no order (not a 422).
+    // A user id that is not a UUID is no user's: it matches no order (not a 422), and
+    // names no other user either (not a 403).
     let Ok(user_id) = query.user_id.as_deref().map(str::parse::<Uuid>).transpose() else {
         return Ok(AxumJson(Vec::new()));
     };
+    let user_id = caller.scope(user_id)?;
     let mut conn = db.pool().acquire().await?;
     let orders = store::list(&mut conn, user_id, status, limit).await?;
     Ok(AxumJson(orders.into_iter().map(OrderView::from).collect()))
@@ -202,15 +233,39 @@ async fn list(
 /// A user's cancel: only a CONFIRMED order can be cancelled (refund, then release).
 #[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders", params(("id" = Uuid, Path)),
     responses((status = 202, description = "Now CANCELLING", body = OrderView),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No such order, or another user's", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "PENDING, CANCELLING or CANCELLED", body = Problem, content_type = "application/problem+json")))]
-async fn cancel(State(db): State<Db>, Path(id): Path<String>) -> Result<Response, Problem> {
+async fn cancel(caller: Caller, State(db): State<Db>, Path(id): Path<String>) -> Result<Response, Problem> {
     let order_id = order_id(&id)?;
-    match steps::cancel(&db, order_id).await? {
+    match steps::cancel(&db, order_id, caller).await? {
         Outcome::Moved(order) => Ok((StatusCode::ACCEPTED, AxumJson(OrderView::from(order))).into_response()),
         Outcome::NotFound => Err(not_found(&id)),
         Outcome::Refused(status) => Err(Problem::conflict(format!(
             "order {order_id} is {status}: only a CONFIRMED order can be cancelled"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi as _;
+
+    #[test]
+    fn every_operation_needs_a_token_and_documents_the_refusals() {
+        let document = serde_json::to_value(super::ApiDoc::openapi()).expect("json");
+        let operations = [
+            ("/api/orders", "post", true),
+            ("/api/orders", "get", true),
+            ("/api/orders/{id}", "get", false),
+            ("/api/orders/{id}/cancel", "post", false),
+        ];
+        for (path, method, forbidden) in operations {
+            let operation = &document["paths"][path][method];
+            assert!(operation["security"].is_null(), "{method} {path} keeps the bearer scheme");
+            assert!(operation["responses"]["401"].is_object(), "{method} {path}: 401");
+            assert_eq!(operation["responses"]["403"].is_object(), forbidden, "{method} {path}: 403");
+        }
     }
 }

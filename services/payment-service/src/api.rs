@@ -1,8 +1,12 @@
-//! HTTP handlers of wallets and payments.
+//! HTTP handlers of wallets and payments. Every one needs a signed-in [`Caller`]: a user
+//! sees and fills only their own wallet and sees only their own payments; an admin
+//! anyone's. Another user's wallet answers 404, as a missing one does, so that nothing
+//! about it is revealed.
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
+use platform::auth::Caller;
 use platform::clock::now_ms;
 use platform::db::Db;
 use platform::extract::Json;
@@ -35,20 +39,31 @@ struct WalletView {
     balance_cents: i64,
 }
 
+/// The 401 of every operation here: no token, or one that does not pass.
+const UNAUTHORIZED: &str = "No bearer token, or an invalid or expired one";
+
 fn no_wallet(user_id: impl std::fmt::Display) -> Problem {
     Problem::not_found(format!("no wallet {user_id}"))
 }
 
-/// The wallet's owner from the path: text that is no user id names no wallet either.
-fn owner(raw: &str) -> Result<Uuid, Problem> {
-    raw.parse().map_err(|_| no_wallet(raw))
+/// The wallet's owner from the path, if `caller` may see their wallet: text that is no
+/// user id names no wallet, and another user's wallet is as missing as one never opened.
+fn owner(caller: &Caller, raw: &str) -> Result<Uuid, Problem> {
+    raw.parse().ok().filter(|user_id| caller.owns(*user_id)).ok_or_else(|| no_wallet(raw))
 }
 
 /// A user's wallet (opened when the user signed up).
 #[utoipa::path(get, path = "/api/wallets/{userId}", tag = "payments", params(("userId" = Uuid, Path)),
-    responses((status = 200, description = "OK", body = WalletView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
-async fn wallet(State(db): State<Db>, Path(raw): Path<String>) -> Result<AxumJson<WalletView>, Problem> {
-    let user_id = owner(&raw)?;
+    responses((status = 200, description = "OK", body = WalletView),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No wallet, or another user's", body = Problem, content_type = "application/problem+json")))]
+async fn wallet(
+    caller: Caller,
+    State(db): State<Db>,
+    Path(raw): Path<String>,
+) -> Result<AxumJson<WalletView>, Problem> {
+    let user_id = owner(&caller, &raw)?;
     let mut conn = db.pool().acquire().await?;
     let balance_cents = store::balance(&mut conn, user_id).await?.ok_or_else(|| no_wallet(user_id))?;
     Ok(AxumJson(WalletView { user_id, balance_cents }))
@@ -66,14 +81,19 @@ struct Deposit {
 #[utoipa::path(post, path = "/api/wallets/{userId}/deposit", tag = "payments", request_body = Deposit,
     params(("userId" = Uuid, Path)),
     responses((status = 200, description = "OK", body = WalletView),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No wallet, or another user's", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "amountCents outside 1..=100000000", body = Problem, content_type = "application/problem+json")))]
 async fn deposit(
+    caller: Caller,
     State(db): State<Db>,
     Path(raw): Path<String>,
     Json(body): Json<Deposit>,
 ) -> Result<AxumJson<WalletView>, Problem> {
-    let user_id = owner(&raw)?;
+    // Whose wallet before the amount: another user's wallet is a 404 whatever the body says.
+    let user_id = owner(&caller, &raw)?;
     let amount = DepositAmount::parse(body.amount_cents)?;
     let mut tx = db.begin_write().await?;
     let balance = store::lock_balance(&mut tx, user_id).await?.ok_or_else(|| no_wallet(user_id))?;
@@ -84,13 +104,16 @@ async fn deposit(
     Ok(AxumJson(WalletView { user_id, balance_cents }))
 }
 
-/// `GET /api/payments` filter.
+/// `GET /api/payments` filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 struct PaymentsQuery {
-    // Text, not a `Uuid`: one that is no order id matches no payment rather than being a 400.
+    // Text, not `Uuid`s: one that is no id matches no payment rather than being a 400.
+    /// The payments of this order only.
     order_id: Option<String>,
+    /// The payments of this user only: a user may name only themselves.
+    user_id: Option<String>,
 }
 
 /// A payment as the API shows it.
@@ -118,19 +141,51 @@ impl From<Payment> for PaymentView {
     }
 }
 
-/// Payments, of one order when `orderId` is given.
+/// Payments, of one order when `orderId` is given: a user's own (`userId`, if given,
+/// must be theirs), or for an admin everyone's unless `userId` names one user.
 #[utoipa::path(get, path = "/api/payments", tag = "payments", params(PaymentsQuery),
-    responses((status = 200, description = "status is COMPLETED, FAILED or REFUNDED", body = Vec<PaymentView>)))]
+    responses((status = 200, description = "status is COMPLETED, FAILED or REFUNDED", body = Vec<PaymentView>),
+        (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = "userId names another user (a user lists only their own payments)",
+            body = Problem, content_type = "application/problem+json")))]
 async fn payments(
+    caller: Caller,
     State(db): State<Db>,
     Query(query): Query<PaymentsQuery>,
 ) -> Result<AxumJson<Vec<PaymentView>>, Problem> {
-    let order_id = match query.order_id.as_deref().map(str::parse::<Uuid>) {
-        None => None,
-        Some(Ok(order_id)) => Some(order_id),
-        Some(Err(_)) => return Ok(AxumJson(Vec::new())),
+    let (Ok(order_id), Ok(user_id)) = (id_filter(query.order_id), id_filter(query.user_id)) else {
+        return Ok(AxumJson(Vec::new()));
     };
+    let user_id = caller.scope(user_id)?;
     let mut conn = db.pool().acquire().await?;
-    let found = store::list(&mut conn, order_id).await?;
+    let found = store::list(&mut conn, order_id, user_id).await?;
     Ok(AxumJson(found.into_iter().map(PaymentView::from).collect()))
+}
+
+/// A filter's id: `Err` for text that is no id (it matches nothing, and names no other
+/// user either).
+fn id_filter(raw: Option<String>) -> Result<Option<Uuid>, uuid::Error> {
+    raw.as_deref().map(str::parse::<Uuid>).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi as _;
+
+    #[test]
+    fn every_operation_needs_a_token_and_documents_the_refusals() {
+        let document = serde_json::to_value(super::ApiDoc::openapi()).expect("json");
+        let operations = [
+            ("/api/wallets/{userId}", "get", false),
+            ("/api/wallets/{userId}/deposit", "post", false),
+            ("/api/payments", "get", true),
+        ];
+        for (path, method, forbidden) in operations {
+            let operation = &document["paths"][path][method];
+            assert!(operation["security"].is_null(), "{method} {path} keeps the bearer scheme");
+            assert!(operation["responses"]["401"].is_object(), "{method} {path}: 401");
+            assert_eq!(operation["responses"]["403"].is_object(), forbidden, "{method} {path}: 403");
+        }
+    }
 }

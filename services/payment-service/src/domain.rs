@@ -16,11 +16,31 @@ platform::text_enum! {
     }
 }
 
-/// The balance after charging `amount_cents` to a wallet holding `balance` (`None`: the
-/// user has no wallet), or why the charge is refused. A balance never goes below zero.
-pub fn charge(balance: Option<i64>, amount_cents: i64) -> Result<i64, FailureReason> {
-    let balance = balance.ok_or(FailureReason::NoWallet)?;
-    balance.checked_sub(amount_cents).filter(|after| *after >= 0).ok_or(FailureReason::InsufficientFunds)
+/// What becomes of a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// Paid: the wallet's balance after it.
+    Paid(i64),
+    /// Refused, for this reason; nothing moves.
+    Refused(FailureReason),
+    /// Not decided yet: the user has no wallet, but the `UserSignedUp` that opens it may
+    /// not have been consumed yet. The event is tried again later.
+    WaitForWallet,
+}
+
+/// What charging `amount_cents` to a wallet holding `balance` (`None`: the user has no
+/// wallet) comes to. A balance never goes below zero. A missing wallet is waited for,
+/// until `last_attempt`: then the charge is refused with `NO_WALLET`, so that the order
+/// is cancelled rather than left pending behind a dead letter.
+pub fn charge(balance: Option<i64>, amount_cents: i64, last_attempt: bool) -> Charge {
+    match balance {
+        None if last_attempt => Charge::Refused(FailureReason::NoWallet),
+        None => Charge::WaitForWallet,
+        Some(balance) => balance
+            .checked_sub(amount_cents)
+            .filter(|after| *after >= 0)
+            .map_or(Charge::Refused(FailureReason::InsufficientFunds), Charge::Paid),
+    }
 }
 
 /// The status a refund moves a payment to; `None` when there is nothing to pay back (the
@@ -73,13 +93,27 @@ mod tests {
 
     #[test]
     fn a_charge_needs_a_wallet_that_covers_the_whole_amount() {
-        assert_eq!(charge(Some(1_000), 400), Ok(600));
-        assert_eq!(charge(Some(1_000), 1_000), Ok(0), "down to zero exactly");
-        assert_eq!(charge(Some(1_000), 1_001), Err(FailureReason::InsufficientFunds));
-        assert_eq!(charge(Some(0), 1), Err(FailureReason::InsufficientFunds));
-        assert_eq!(charge(None, 1), Err(FailureReason::NoWallet));
-        assert_eq!(charge(None, 0), Err(FailureReason::NoWallet), "no wallet wins over any amount");
-        assert_eq!(charge(Some(0), i64::MIN), Err(FailureReason::InsufficientFunds), "no overflow");
+        use FailureReason::InsufficientFunds;
+        for last_attempt in [false, true] {
+            let charge = |balance, amount| charge(Some(balance), amount, last_attempt);
+            assert_eq!(charge(1_000, 400), Charge::Paid(600));
+            assert_eq!(charge(1_000, 1_000), Charge::Paid(0), "down to zero exactly");
+            assert_eq!(charge(1_000, 1_001), Charge::Refused(InsufficientFunds));
+            assert_eq!(charge(0, 1), Charge::Refused(InsufficientFunds));
+            assert_eq!(charge(0, i64::MIN), Charge::Refused(InsufficientFunds), "no overflow");
+        }
+    }
+
+    #[test]
+    fn a_missing_wallet_is_waited_for_until_the_last_attempt_refuses_the_charge() {
+        assert_eq!(charge(None, 1, false), Charge::WaitForWallet);
+        assert_eq!(charge(None, 0, false), Charge::WaitForWallet, "whatever the amount");
+        assert_eq!(charge(None, 1, true), Charge::Refused(FailureReason::NoWallet));
+        assert_eq!(
+            charge(None, 0, true),
+            Charge::Refused(FailureReason::NoWallet),
+            "no wallet wins over any amount"
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ impl Handler<UserSignedUp> for OpenWallet {
     }
 }
 
-/// Charges the user's wallet the reserved total: completed, or failed with why.
+/// Charges the user's wallet the reserved total: completed, or failed with why. A user
+/// without a wallet yet is a transient failure, retried with the retry policy while the
+/// `UserSignedUp` that opens it may still come; on the last attempt it fails `NO_WALLET`.
 pub struct Charge;
 
 #[async_trait]
@@ -35,14 +37,24 @@ impl Handler<InventoryReserved> for Charge {
     async fn handle(
         &self,
         event: InventoryReserved,
-        _meta: &EventMeta,
+        meta: &EventMeta,
         tx: &mut Tx,
     ) -> Result<(), HandlerError> {
         if store::lock_payment(tx, event.order_id).await?.is_some() {
             return Ok(()); // charged (or refused) for an earlier copy of the event
         }
         let amount_cents = event.total_cents;
-        let charged = domain::charge(store::lock_balance(tx, event.user_id).await?, amount_cents);
+        let balance = store::lock_balance(tx, event.user_id).await?;
+        let charged = match domain::charge(balance, amount_cents, meta.last_attempt) {
+            domain::Charge::Paid(balance_cents) => Ok(balance_cents),
+            domain::Charge::Refused(reason) => Err(reason),
+            domain::Charge::WaitForWallet => {
+                return Err(HandlerError::transient(format!(
+                    "no wallet for user {} yet (attempt {})",
+                    event.user_id, meta.attempt
+                )));
+            }
+        };
         let payment = Payment {
             id: Uuid::now_v7(),
             order_id: event.order_id,

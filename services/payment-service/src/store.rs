@@ -150,14 +150,20 @@ pub async fn set_status(
         .map(|_| ())
 }
 
-/// Payments, of one order or all, oldest first.
-pub async fn list(conn: &mut AnyConnection, order_id: Option<Uuid>) -> Result<Vec<Payment>, sqlx::Error> {
+/// Payments, of one order and of one user or all, oldest first.
+pub async fn list(
+    conn: &mut AnyConnection,
+    order_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+) -> Result<Vec<Payment>, sqlx::Error> {
     let sql = format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments \
-         WHERE ($1 IS NULL OR order_id = $1) ORDER BY created_at_ms, id LIMIT 1000"
+         WHERE ($1 IS NULL OR order_id = $1) AND ($2 IS NULL OR user_id = $2) \
+         ORDER BY created_at_ms, id LIMIT 1000"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(order_id.map(|id| id.to_string()))
+        .bind(user_id.map(|id| id.to_string()))
         .fetch_all(conn)
         .await?
         .iter()

@@ -1,14 +1,21 @@
 //! Charges, refunds and deposits against a real database (SQLite, or PostgreSQL with
 //! `TEST_DATABASE=postgres`), many at once: the balance a decision was made on is the one
 //! its write replaces, so money is neither lost nor overdrawn. No Kafka: the handlers'
-//! events stay in each database's outbox.
+//! events stay in each database's outbox. Who may see and fill which wallet, and see which
+//! payments, through the HTTP API.
 
-use axum::http::StatusCode;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
 use futures::FutureExt as _;
 use futures::future::join_all;
+use platform::consumer::{EventMeta, Handler as _, HandlerError};
 use serde_json::{Value, json};
-use shared_events::{InventoryReserved, OrderCancelRequested, UserSignedUp};
+use shared_events::{InventoryReserved, OrderCancelRequested, PaymentFailed, UserSignedUp};
 use testkit::InProcess;
+use tower::ServiceExt as _;
 use uuid::Uuid;
 
 use payment_service::handlers::{Charge, OpenWallet, Refund};
@@ -39,6 +46,61 @@ impl Wallets {
     async fn charge(&self, order_id: Uuid, user_id: Uuid, total_cents: i64) {
         let reserved = InventoryReserved { order_id, user_id, items: Vec::new(), total_cents };
         self.apply(&Charge, reserved).await;
+    }
+
+    /// [`Charge`] applied with `meta` in a transaction of its own, committed only if it
+    /// succeeds (as the consumer does).
+    async fn charge_with(
+        &self,
+        meta: &EventMeta,
+        order_id: Uuid,
+        user_id: Uuid,
+        total_cents: i64,
+    ) -> Result<(), HandlerError> {
+        let reserved = InventoryReserved { order_id, user_id, items: Vec::new(), total_cents };
+        let mut tx = self.db.begin_write().await.expect("begin");
+        let handled = Charge.handle(reserved, meta, &mut tx).await;
+        match handled {
+            Ok(()) => tx.commit().await.expect("commit"),
+            Err(_) => tx.rollback().await.expect("rollback"),
+        }
+        handled
+    }
+
+    /// How many `PaymentFailed` the outbox holds for `order_id`.
+    async fn failures_published(&self, order_id: Uuid) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE message_key = $1 AND event_type = $2")
+            .bind(order_id.to_string())
+            .bind(<PaymentFailed as shared_events::Event>::TYPE)
+            .fetch_one(self.db.pool())
+            .await
+            .expect("count the outbox")
+    }
+
+    /// The status and `WWW-Authenticate` of `method uri` sent without a token.
+    async fn without_token(&self, method: &str, uri: &str) -> (StatusCode, Option<String>) {
+        let verifier = platform::auth::Verifier::fixed(&testkit::test_signer().jwk_set()).expect("keys");
+        let router = payment_service::api::router(self.db.clone()).layer(Extension(Arc::new(verifier)));
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"amountCents": 1}).to_string()))
+            .expect("request");
+        let response = router.oneshot(request).await.expect("response");
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|value| value.to_str().expect("ASCII").to_owned());
+        (response.status(), challenge)
+    }
+
+    /// Payment ids of `GET uri` as `authorization`, or the problem's status.
+    async fn payments_as(&self, authorization: &str, uri: &str) -> Result<Vec<Value>, StatusCode> {
+        match self.request_as(Some(authorization), "GET", uri, None).await {
+            (StatusCode::OK, payments) => Ok(payments.as_array().expect("a list").clone()),
+            (status, _) => Err(status),
+        }
     }
 
     async fn balance(&self, user_id: Uuid) -> i64 {
@@ -124,7 +186,8 @@ async fn a_charge_without_a_wallet_or_the_funds_fails_with_why_and_moves_nothing
     let user_id = wallets.user(100).await;
     let (short, stranger) = (Uuid::now_v7(), Uuid::now_v7());
     wallets.charge(short, user_id, 101).await;
-    wallets.charge(stranger, Uuid::now_v7(), 1).await;
+    let last = EventMeta { last_attempt: true, ..testkit::event_meta() };
+    wallets.charge_with(&last, stranger, Uuid::now_v7(), 1).await.expect("refused on the last attempt");
     let reason = |payments: Vec<Value>| (payments[0]["status"].clone(), payments[0]["reason"].clone());
     assert_eq!(reason(wallets.payments(Some(short)).await), (json!("FAILED"), json!("INSUFFICIENT_FUNDS")));
     assert_eq!(reason(wallets.payments(Some(stranger)).await), (json!("FAILED"), json!("NO_WALLET")));
@@ -166,4 +229,109 @@ async fn deposits_are_checked_before_the_wallet_is_looked_up() {
             .expect("list")
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_charge_waits_for_the_wallet_until_the_last_attempt_and_then_fails_with_no_wallet() {
+    let wallets = Wallets::new().await;
+    let (early, late) = (Uuid::now_v7(), Uuid::now_v7());
+    let (order_id, other_order) = (Uuid::now_v7(), Uuid::now_v7());
+
+    // The order came before the user's wallet: try again later, and change nothing now.
+    let waited = wallets.charge_with(&testkit::event_meta(), order_id, early, 400).await;
+    assert!(matches!(waited, Err(HandlerError::Transient(_))), "{waited:?}");
+    assert!(wallets.payments(Some(order_id)).await.is_empty());
+    assert_eq!(wallets.failures_published(order_id).await, 0);
+
+    // The wallet opens meanwhile: the retry charges it.
+    let signed_up =
+        UserSignedUp { user_id: early, email: "eve@example.com".to_owned(), name: "Eve".to_owned() };
+    wallets.apply(&OpenWallet { initial_cents: 1_000 }, signed_up).await;
+    let retry = EventMeta { attempt: 2, ..testkit::event_meta() };
+    wallets.charge_with(&retry, order_id, early, 400).await.expect("charged on the retry");
+    assert_eq!(wallets.payments(Some(order_id)).await[0]["status"], "COMPLETED");
+    assert_eq!(wallets.balance(early).await, 600);
+
+    // A wallet that never comes: the last attempt decides, and says so to the saga.
+    let last = EventMeta { attempt: 5, last_attempt: true, ..testkit::event_meta() };
+    wallets.charge_with(&last, other_order, late, 400).await.expect("refused on the last attempt");
+    let payments = wallets.payments(Some(other_order)).await;
+    assert_eq!((&payments[0]["status"], &payments[0]["reason"]), (&json!("FAILED"), &json!("NO_WALLET")));
+    assert_eq!(wallets.failures_published(other_order).await, 1);
+}
+
+#[tokio::test]
+async fn every_payment_route_needs_a_token_and_without_one_is_a_401_with_a_bearer_challenge() {
+    let wallets = Wallets::new().await;
+    let user_id = wallets.user(1_000).await;
+    for (method, uri) in [
+        ("GET", format!("/api/wallets/{user_id}")),
+        ("POST", format!("/api/wallets/{user_id}/deposit")),
+        ("GET", "/api/payments".to_owned()),
+    ] {
+        let answer = wallets.without_token(method, &uri).await;
+        assert_eq!(answer, (StatusCode::UNAUTHORIZED, Some("Bearer".to_owned())), "{method} {uri}");
+    }
+    assert_eq!(wallets.balance(user_id).await, 1_000);
+}
+
+#[tokio::test]
+async fn another_users_wallet_is_not_found_to_read_or_to_fill() {
+    let wallets = Wallets::new().await;
+    let (ada, bob) = (wallets.user(1_000).await, wallets.user(2_000).await);
+    let as_ada = testkit::bearer(ada);
+    let missing = Uuid::now_v7();
+    for user_id in [bob, missing] {
+        // The same answer as for a wallet never opened, and before the amount is checked.
+        let expected = (StatusCode::NOT_FOUND, Some(format!("no wallet {user_id}")));
+        let read = wallets.request_as(Some(&as_ada), "GET", &format!("/api/wallets/{user_id}"), None).await;
+        assert_eq!((read.0, read.1["detail"].as_str().map(str::to_owned)), expected);
+        for cents in [500, 0] {
+            let uri = format!("/api/wallets/{user_id}/deposit");
+            let filled =
+                wallets.request_as(Some(&as_ada), "POST", &uri, Some(json!({"amountCents": cents}))).await;
+            assert_eq!((filled.0, filled.1["detail"].as_str().map(str::to_owned)), expected.clone());
+        }
+    }
+    assert_eq!(wallets.balance(bob).await, 2_000);
+
+    let (status, wallet) =
+        wallets.request_as(Some(&as_ada), "GET", &format!("/api/wallets/{ada}"), None).await;
+    assert_eq!((status, wallet), (StatusCode::OK, json!({"userId": ada, "balanceCents": 1_000})));
+    let uri = format!("/api/wallets/{ada}/deposit");
+    let (status, wallet) =
+        wallets.request_as(Some(&as_ada), "POST", &uri, Some(json!({"amountCents": 5}))).await;
+    assert_eq!((status, wallet), (StatusCode::OK, json!({"userId": ada, "balanceCents": 1_005})));
+}
+
+#[tokio::test]
+async fn a_users_payments_are_their_own_and_an_admin_lists_everyones() {
+    let wallets = Wallets::new().await;
+    let (ada, bob) = (wallets.user(1_000).await, wallets.user(1_000).await);
+    let (adas, bobs) = ([Uuid::now_v7(), Uuid::now_v7()], Uuid::now_v7());
+    for order_id in adas {
+        wallets.charge(order_id, ada, 100).await;
+    }
+    wallets.charge(bobs, bob, 100).await;
+    let order_ids = |payments: Vec<Value>| -> Vec<Value> {
+        let mut ids: Vec<Value> = payments.into_iter().map(|p| p["orderId"].clone()).collect();
+        ids.sort_by_key(|id| id.to_string());
+        ids
+    };
+    let as_ada = testkit::bearer(ada);
+
+    let mut adas_ids = vec![json!(adas[0]), json!(adas[1])];
+    adas_ids.sort_by_key(|id| id.to_string());
+    assert_eq!(wallets.payments_as(&as_ada, "/api/payments").await.map(order_ids), Ok(adas_ids.clone()));
+    let own = format!("/api/payments?userId={ada}");
+    assert_eq!(wallets.payments_as(&as_ada, &own).await.map(order_ids), Ok(adas_ids));
+    let theirs = format!("/api/payments?userId={bob}");
+    assert_eq!(wallets.payments_as(&as_ada, &theirs).await, Err(StatusCode::FORBIDDEN));
+    let their_order = format!("/api/payments?orderId={bobs}");
+    assert_eq!(wallets.payments_as(&as_ada, &their_order).await, Ok(Vec::new()), "not among ada's");
+
+    let admin = testkit::admin_bearer();
+    assert_eq!(wallets.payments_as(&admin, "/api/payments").await.map(|p| p.len()), Ok(3));
+    assert_eq!(wallets.payments_as(&admin, &theirs).await.map(order_ids), Ok(vec![json!(bobs)]));
+    assert_eq!(wallets.payments_as(&admin, &their_order).await.map(|p| p.len()), Ok(1));
 }

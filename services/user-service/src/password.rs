@@ -1,5 +1,5 @@
-//! Password hashing: Argon2id with a random salt, off the async runtime (it is slow on
-//! purpose).
+//! Password hashing and checking: Argon2id with a random salt, off the async runtime (it
+//! is slow on purpose).
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -41,10 +41,26 @@ async fn argon2id(
     .map_err(|e| HashError(e.to_string()))?
 }
 
-/// Whether `password` matches the PHC string `hash`.
-pub fn verify(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+/// Stands for the hash of an account that does not exist: an Argon2id hash with the
+/// parameters [`hash`] uses (a unit test holds it to them), so that checking a password
+/// against it takes as long as against a real one.
+const NOBODY: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$bm9ib2R5LWhhcy10aGlzLXNhbHQ$PawefDlb+Ljr3b+IXe3Pf5viapNXYltzVfYoIiKK2iE";
+
+/// Whether `password` matches the PHC string `hash`, on a blocking thread. Without a hash
+/// (an unknown e-mail) the answer is `false`, after the same work, so that the time taken
+/// does not tell an unknown e-mail from a wrong password.
+pub async fn verify(password: String, hash: Option<String>) -> Result<bool, HashError> {
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.as_deref().unwrap_or(NOBODY);
+        let matches = PasswordHash::new(hash)
+            .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
+        // black_box: the work for an unknown account must not be optimised away.
+        known & std::hint::black_box(matches)
+    })
+    .await
+    .map_err(|e| HashError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -59,8 +75,21 @@ mod tests {
         assert!(first.starts_with("$argon2id$"), "{first}");
         assert_ne!(first, second, "a fresh salt each time");
         assert!(!first.contains("correct horse"));
-        assert!(verify("correct horse", &first));
-        assert!(!verify("correct horsf", &first));
+        let verify = |password: &str, hash: &str| verify(password.to_owned(), Some(hash.to_owned()));
+        assert!(verify("correct horse", &first).await.expect("verify"));
+        assert!(!verify("correct horsf", &first).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_never_matches_and_costs_what_a_real_hash_costs() {
+        assert!(!verify("correct horse".to_owned(), None).await.expect("verify"));
+        // The same algorithm, version and cost as a fresh hash: the same work to check.
+        let nobody = PasswordHash::new(NOBODY).expect("a PHC string");
+        let real = hash(Password::parse("correct horse").expect("valid")).await.expect("hash");
+        let real = PasswordHash::new(&real).expect("a PHC string");
+        assert_eq!((nobody.algorithm, nobody.version), (real.algorithm, real.version));
+        assert_eq!(nobody.params, real.params);
+        assert_eq!(nobody.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
     }
 
     #[tokio::test]

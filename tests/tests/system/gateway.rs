@@ -43,7 +43,7 @@ async fn the_gateway_routes_to_the_owning_service() {
         .with("user-service", users.service.base_url.clone())
         .with("inventory-service", inventory.service.base_url.clone());
     let gateway = gateway(upstreams, Duration::from_secs(10)).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client();
     let signed_up = client
         .post(format!("{}/api/users", gateway.base_url))
         .json(&json!({"email": format!("{}@example.com", uuid::Uuid::new_v4().simple()), "name": "Via", "password": "gateway-1"}))
@@ -86,7 +86,7 @@ async fn the_gateway_forwards_request_ids_and_trace_context() {
     let gateway =
         gateway(gateway::Upstreams::default().with("order-service", echo), Duration::from_secs(10)).await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let seen: Value = reqwest::Client::new()
+    let seen: Value = crate::helpers::admin_client()
         .get(format!("{}/api/orders/42?userId=7", gateway.base_url))
         .header("traceparent", traceparent)
         .header("x-request-id", "req-123")
@@ -107,7 +107,7 @@ async fn a_service_down_is_a_502_and_a_slow_one_a_504() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let upstreams = gateway::Upstreams::default().with("order-service", echo).with("payment-service", closed);
     let gateway = gateway(upstreams, Duration::from_millis(300)).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client();
     let down = client.get(format!("{}/api/wallets/1", gateway.base_url)).send().await.expect("GET");
     assert_eq!(down.status(), 502);
     assert_eq!(down.headers()["content-type"], "application/problem+json");
@@ -141,7 +141,7 @@ async fn the_gateway_counts_each_upstream_answer_by_service_and_status() {
     let echo = echo_service().await;
     let gateway =
         gateway(gateway::Upstreams::default().with("order-service", echo), Duration::from_secs(10)).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client();
     let answered = client.get(format!("{}/api/orders/7", gateway.base_url)).send().await.expect("GET");
     assert_eq!(answered.status(), 200);
     let metrics = client.get(format!("{}/metrics", gateway.base_url)).send().await.expect("GET");

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use platform::{Context, ServiceConfig, ServiceSpec};
@@ -21,10 +22,19 @@ impl Running {
 /// How a test starts one service: its spec and its routes.
 pub type Service = (fn() -> ServiceSpec, fn(&Context) -> axum::Router);
 
+/// user-service signs with the test key: every other service under test (pointed at the
+/// test key's JWKS) accepts the tokens it gives at sign-in, as in the real system.
+static USER_AUTH: LazyLock<user_service::Auth> = LazyLock::new(|| {
+    let der = testkit::test_signer().to_pkcs8_der().expect("the test key");
+    let signer =
+        platform::auth::Signer::from_pkcs8_der(&der, Duration::from_secs(3600)).expect("the test key");
+    user_service::Auth::with_signer(signer, None)
+});
+
 /// Every service of the system.
 pub const ALL: [Service; 6] = [
     (gateway::spec, |context| gateway::routes(gateway::Settings::default())(context)),
-    (user_service::spec, user_service::routes),
+    (|| user_service::spec(&USER_AUTH), |context| user_service::routes(&USER_AUTH)(context)),
     (order_service::spec, order_service::routes),
     (inventory_service::spec, inventory_service::routes),
     (|| payment_service::spec(payment_service::Settings::default()), payment_service::routes),
@@ -54,6 +64,29 @@ pub async fn spawn_all() -> Vec<Running> {
         running.push(spawn_with(service, |_, _| {}).await);
     }
     running
+}
+
+/// A client whose every request carries an admin's token: the tests' own look at the
+/// system (reading anyone's orders and wallets, stocking products). What users do
+/// themselves goes with their own token ([`sign_in`]).
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = testkit::admin_bearer().parse().expect("an ASCII header");
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
+    reqwest::Client::builder().default_headers(headers).build().expect("a client")
+}
+
+/// Signs in at user-service `base_url`; the bearer token.
+pub async fn sign_in(base_url: &str, email: &str, password: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/api/auth/token"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("POST /api/auth/token");
+    assert_eq!(response.status(), 200, "sign-in of {email}");
+    let answer: serde_json::Value = response.json().await.expect("json");
+    answer["accessToken"].as_str().expect("accessToken").to_owned()
 }
 
 /// A built service binary of this workspace (`./test.sh` builds them all first).

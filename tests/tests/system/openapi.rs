@@ -11,7 +11,10 @@ use crate::helpers::{ALL, Running, spawn_with};
 
 /// The contract's HTTP API, by service: `METHOD path` as OpenAPI writes paths.
 const CONTRACT: [(&str, &[&str]); 5] = [
-    ("user-service", &["POST /api/users", "GET /api/users/{id}"]),
+    (
+        "user-service",
+        &["POST /api/users", "GET /api/users/{id}", "POST /api/auth/token", "GET /.well-known/jwks.json"],
+    ),
     (
         "order-service",
         &["POST /api/orders", "GET /api/orders", "GET /api/orders/{id}", "POST /api/orders/{id}/cancel"],
@@ -67,7 +70,7 @@ async fn services() -> (Vec<Running>, TestService) {
 #[tokio::test]
 async fn each_service_documents_exactly_its_contract_paths_and_routes_them_all() {
     let (running, gateway) = services().await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client();
     for (service, contract) in CONTRACT {
         let url = format!("{}/openapi/{service}.json", gateway.base_url);
         let answer = client.get(&url).send().await.expect("GET document");
@@ -101,7 +104,7 @@ async fn each_service_documents_exactly_its_contract_paths_and_routes_them_all()
 #[tokio::test]
 async fn the_gateway_serves_swagger_ui_from_its_own_binary() {
     let (_running, gateway) = services().await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client();
     let page = client.get(format!("{}/docs/", gateway.base_url)).send().await.expect("GET /docs/");
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("html").contains("swagger-ui"), "the Swagger UI page");

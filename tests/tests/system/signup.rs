@@ -10,7 +10,8 @@ use crate::helpers::{ALL, spawn_with};
 async fn wait_for_items(url: &str, count: usize) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let items: Vec<Value> = reqwest::get(url).await.expect("GET").json().await.expect("json");
+        let items: Vec<Value> =
+            crate::helpers::admin_client().get(url).send().await.expect("GET").json().await.expect("json");
         if items.len() >= count {
             return items;
         }
@@ -29,7 +30,7 @@ async fn a_sign_up_gets_one_welcome_email_even_when_its_event_is_delivered_again
     let notifications = spawn_with(ALL[5], same_topics).await;
 
     let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
-    let response = reqwest::Client::new()
+    let response = crate::helpers::admin_client()
         .post(format!("{}/api/users", users.service.base_url))
         .json(&json!({"email": email, "name": "Grace", "password": "hopper-1906"}))
         .send()

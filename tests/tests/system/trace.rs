@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::{binary, free_port, wait_until_ok};
 
-/// The six binaries on free ports, fresh SQLite files and their own topic prefix.
+const ADMIN_EMAIL: &str = "trace-admin@example.com";
+const ADMIN_PASSWORD: &str = "trace-admin-password";
+
+/// The six binaries on free ports, fresh SQLite files and their own topic prefix; the
+/// services check tokens against this user-service's own key, as in the real system.
 struct System {
     children: Vec<Child>,
     gateway: String,
@@ -23,6 +27,7 @@ impl System {
         let names =
             ["user-service", "order-service", "inventory-service", "payment-service", "notification-service"];
         let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
+        let jwks = format!("http://127.0.0.1:{}{}", ports[0], platform::auth::JWKS_PATH);
         let mut children = Vec::new();
         let mut spawn = |name: &str, port: u16, extra: &[(String, String)]| {
             let mut command = Command::new(binary(name));
@@ -33,6 +38,9 @@ impl System {
                 .env("KAFKA_TOPIC_PREFIX", &prefix)
                 .env("ZIPKIN_ENDPOINT", format!("{}/api/v2/spans", testkit::zipkin_url()))
                 .env("RETRY_BACKOFF_MS", "100")
+                .env("JWKS_URL", &jwks)
+                .env("ADMIN_EMAIL", ADMIN_EMAIL)
+                .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             for (key, value) in extra {
@@ -89,7 +97,10 @@ where
 #[tokio::test]
 async fn one_order_is_one_trace_across_order_inventory_payment_and_notification() {
     let system = System::start().await;
-    let client = reqwest::Client::new();
+    let admin = crate::helpers::sign_in(&system.gateway, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {admin}").parse().expect("ASCII"));
+    let client = reqwest::Client::builder().default_headers(headers).build().expect("client");
     let api = |path: &str| format!("{}{path}", system.gateway);
     let product = client
         .put(api("/api/products/TRACE-1"))

@@ -14,11 +14,19 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-/// A client of one base URL.
-#[derive(Debug, Clone)]
+/// A client of one base URL, signed in or not.
+#[derive(Clone)]
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    token: Option<std::sync::Arc<str>>,
+}
+
+impl std::fmt::Debug for Api {
+    /// Without the token: it is a credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("base", &self.base).field("signed_in", &self.token.is_some()).finish()
+    }
 }
 
 impl Api {
@@ -30,7 +38,16 @@ impl Api {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
-        Self { base: base.to_owned(), http }
+        Self { base: base.to_owned(), http, token: None }
+    }
+
+    /// The same client signed in as `email`: every call carries its bearer token.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Self, ApiError> {
+        let body = json!({"email": email, "password": password});
+        let (status, answer) = self.call(reqwest::Method::POST, "/api/auth/token", Some(body)).await?;
+        let answer = Self::expect(status, answer, 200, &format!("POST /api/auth/token as {email}"))?;
+        let token = answer["accessToken"].as_str().ok_or_else(|| ApiError("no accessToken".to_owned()))?;
+        Ok(Self { token: Some(token.into()), ..self.clone() })
     }
 
     async fn call(
@@ -43,6 +60,9 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         let response = request.send().await.map_err(|e| ApiError(format!("{method} {path}: {e}")))?;
         let status = response.status().as_u16();
         Ok((status, response.json().await.unwrap_or(Value::Null)))
@@ -52,9 +72,12 @@ impl Api {
         if status == wanted { Ok(body) } else { Err(ApiError(format!("{what}: {status} {body}"))) }
     }
 
+    /// The password of every user it signs up.
+    pub const PASSWORD: &str = "load-generator";
+
     /// Signs a user up; returns its id.
     pub async fn sign_up(&self, email: &str) -> Result<String, ApiError> {
-        let body = json!({"email": email, "name": "Load", "password": "load-generator"});
+        let body = json!({"email": email, "name": "Load", "password": Self::PASSWORD});
         let (status, user) = self.call(reqwest::Method::POST, "/api/users", Some(body)).await?;
         let user = Self::expect(status, user, 201, "POST /api/users")?;
         user["id"].as_str().map(str::to_owned).ok_or_else(|| ApiError(format!("no id in {user}")))

@@ -20,6 +20,10 @@ pub struct Args {
     pub kafka: String,
     /// Topic prefix of the system under test (`KAFKA_TOPIC_PREFIX`).
     pub topic_prefix: String,
+    /// The admin account that creates the catalogue and follows every order.
+    pub admin_email: String,
+    /// Its password.
+    pub admin_password: String,
     /// Pacing.
     pub pace: Pace,
     /// How long orders are placed.
@@ -55,6 +59,10 @@ usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--u
   --settle S        seconds to wait for the last orders to end (default 60)
   --kafka H:P       Kafka, to watch the saga's events (default $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)
   --topic-prefix P  topic prefix of the system (default $KAFKA_TOPIC_PREFIX or none)
+  --admin EMAIL     the admin it signs in as to create products and follow orders
+                    (default $ADMIN_EMAIL or admin@example.com; password $ADMIN_PASSWORD
+                    or admin-password); every user it signs up signs in and orders for
+                    themselves
   --broker-pid PID  the broker's process, for its CPU time per saga (default: the one
                     in .stack/kafka/1x9092/node-1/pid, if there)
   --json            end with one JSON object on a line of its own
@@ -69,6 +77,8 @@ impl Args {
             base_url: "http://127.0.0.1:8080".to_owned(),
             kafka: env("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|| "127.0.0.1:9092".to_owned()),
             topic_prefix: env("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
+            admin_email: env("ADMIN_EMAIL").unwrap_or_else(|| "admin@example.com".to_owned()),
+            admin_password: env("ADMIN_PASSWORD").unwrap_or_else(|| "admin-password".to_owned()),
             pace: Pace::Rate(100.0),
             duration: Duration::from_secs(10),
             settle: Duration::from_secs(60),
@@ -106,6 +116,7 @@ impl Args {
                 "--base-url" => parsed.base_url = value.trim_end_matches('/').to_owned(),
                 "--kafka" => parsed.kafka.clone_from(value),
                 "--topic-prefix" => parsed.topic_prefix.clone_from(value),
+                "--admin" => parsed.admin_email.clone_from(value),
                 "--broker-pid" => {
                     parsed.broker_pid = Some(
                         value.parse().map_err(|_| format!("--broker-pid: {value} is not a process id"))?,

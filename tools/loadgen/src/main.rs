@@ -58,10 +58,16 @@ const HOPS: [(&str, &[&str], &[&str]); 5] = [
 
 /// What the run set up: who orders and what.
 struct World {
-    users: Vec<String>,
+    users: Vec<User>,
     products: Vec<String>,
     scarce: String,
     luxury: String,
+}
+
+/// A signed-up user, and the client signed in as them.
+struct User {
+    id: String,
+    api: Api,
 }
 
 /// An accepted order, as the placer hands it to the tracker.
@@ -157,17 +163,22 @@ async fn set_up(api: &Api, args: &Args, run: &str) -> Result<World, String> {
             format!("loadgen-{run}-{i}{fail}@example.com")
         })
         .collect();
-    let users: Vec<Result<String, api::ApiError>> = futures::stream::iter(emails)
+    // Each user signs up, signs in, and orders for themselves with their own token.
+    let users: Vec<Result<User, api::ApiError>> = futures::stream::iter(emails)
         .map(|email| {
             let api = api.clone();
-            async move { api.sign_up(&email).await }
+            async move {
+                let id = api.sign_up(&email).await?;
+                let api = api.sign_in(&email, Api::PASSWORD).await?;
+                Ok(User { id, api })
+            }
         })
         .buffered(16)
         .collect()
         .await;
-    let users: Vec<String> = users.into_iter().collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let users: Vec<User> = users.into_iter().collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     for user in &users {
-        api.wait_for_wallet(user, Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
+        user.api.wait_for_wallet(&user.id, Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
     }
     let products: Vec<String> = (0..args.products).map(|i| format!("LG-{run}-{i}")).collect();
     for (i, sku) in products.iter().enumerate() {
@@ -182,7 +193,6 @@ async fn set_up(api: &Api, args: &Args, run: &str) -> Result<World, String> {
 
 /// Shared by every placer.
 struct Placer {
-    api: Api,
     world: World,
     next: AtomicU64,
     rejected: AtomicU64,
@@ -198,7 +208,7 @@ impl Placer {
         let items = mix::items(n, kind, &self.world.products, &self.world.scarce, &self.world.luxury);
         let user = &self.world.users[(mix::scramble(n ^ 0xABCD) % self.world.users.len() as u64) as usize];
         let started = Instant::now();
-        match self.api.place(user, &items).await {
+        match user.api.place(&user.id, &items).await {
             Ok(id) => {
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
                 if let Ok(mut post) = self.post.lock() {
@@ -257,14 +267,16 @@ async fn drive(placer: Arc<Placer>, pace: Pace, duration: Duration, settle: Dura
 }
 
 async fn run(args: Args) -> Result<Outcome, String> {
-    let api = Api::new(&args.base_url);
+    let api = Api::new(&args.base_url)
+        .sign_in(&args.admin_email, &args.admin_password)
+        .await
+        .map_err(|e| format!("{e} (is the admin account set? ADMIN_EMAIL / ADMIN_PASSWORD)"))?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     eprintln!("loadgen: setting up {} users and {} products at {}", args.users, args.products, args.base_url);
     let world = set_up(&api, &args, &run).await?;
     let mut events = observer::start(&args.kafka, &args.topic_prefix).await?;
     let (placed_tx, mut placed_rx) = mpsc::unbounded_channel();
     let placer = Arc::new(Placer {
-        api: api.clone(),
         world,
         next: AtomicU64::new(0),
         rejected: AtomicU64::new(0),

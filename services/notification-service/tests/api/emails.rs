@@ -55,6 +55,7 @@ async fn bad_requests_name_the_field_and_queue_nothing() {
     let malformed = app
         .client
         .post(format!("{}/api/emails/send", app.service.base_url))
+        .header("authorization", &app.admin)
         .header("content-type", "application/json")
         .body("{")
         .send()
@@ -62,11 +63,7 @@ async fn bad_requests_name_the_field_and_queue_nothing() {
         .expect("POST");
     problem(malformed, 400).await;
     problem(
-        app.client
-            .get(format!("{}/api/notifications?channel=FAX", app.service.base_url))
-            .send()
-            .await
-            .expect("GET"),
+        app.send_as(Some(&app.admin), reqwest::Method::GET, "/api/notifications?channel=FAX", None).await,
         422,
     )
     .await;

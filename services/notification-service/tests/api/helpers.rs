@@ -7,11 +7,15 @@ use shared_events::Event;
 use testkit::{TestDatabase, TestService, kafka_config, service_config};
 use uuid::Uuid;
 
-/// The notification-service on a free port, a fresh database and its own topics.
+/// The notification-service on a free port, a fresh database and its own topics. Its
+/// helpers call the API as an admin, who may do and see everything; [`TestApp::send_as`]
+/// calls it as anyone else.
 pub struct TestApp {
     pub service: TestService,
     pub topic_prefix: String,
     pub client: reqwest::Client,
+    /// `Bearer <token>` of an admin.
+    pub admin: String,
     producer: FutureProducer,
     _database: TestDatabase,
 }
@@ -24,7 +28,14 @@ pub async fn spawn_app() -> TestApp {
     let service = TestService::spawn(&spec, config, notification_service::routes).await;
     let producer =
         platform::kafka::client_config(&kafka_config(), "notification-test").create().expect("producer");
-    TestApp { service, topic_prefix, client: reqwest::Client::new(), producer, _database: database }
+    TestApp {
+        service,
+        topic_prefix,
+        client: reqwest::Client::new(),
+        admin: testkit::admin_bearer(),
+        producer,
+        _database: database,
+    }
 }
 
 impl TestApp {
@@ -62,7 +73,25 @@ impl TestApp {
     /// `POST`s the retry of failure `id`.
     pub async fn retry(&self, id: &str) -> reqwest::Response {
         let url = format!("{}/api/notifications/failed/{id}/retry", self.service.base_url);
-        self.client.post(url).send().await.expect("POST")
+        self.client.post(url).header("authorization", &self.admin).send().await.expect("POST")
+    }
+
+    /// `method path` (with a JSON `body`) with this `Authorization` header, or none.
+    pub async fn send_as(
+        &self,
+        authorization: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method.clone(), format!("{}{path}", self.service.base_url));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// The service's `/metrics` text.
@@ -73,11 +102,16 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(format!("{}{path}", self.service.base_url)).json(body).send().await.expect("POST")
+        self.send_as(Some(&self.admin), reqwest::Method::POST, path, Some(body)).await
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
-        let response = self.client.get(format!("{}{path}", self.service.base_url)).send().await.expect("GET");
+        self.get_json_as(&self.admin, path).await
+    }
+
+    /// `GET path` with `authorization`, which must answer 200: its JSON.
+    pub async fn get_json_as(&self, authorization: &str, path: &str) -> Value {
+        let response = self.send_as(Some(authorization), reqwest::Method::GET, path, None).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.expect("json")
     }
