@@ -9,9 +9,10 @@ use uuid::Uuid;
 async fn the_keys_are_fetched_on_first_use_and_a_foreign_key_is_refused() {
     let verifier = Verifier::remote(testkit::test_jwks_url());
     let user = Uuid::now_v7();
-    let first = tokio::time::timeout(Duration::from_secs(10), verifier.verify(&testkit::token(user, Role::User)))
-        .await
-        .expect("the first token is checked without hanging");
+    let first =
+        tokio::time::timeout(Duration::from_secs(10), verifier.verify(&testkit::token(user, Role::User)))
+            .await
+            .expect("the first token is checked without hanging");
     assert_eq!(first, Ok(Caller { user_id: user, role: Role::User }));
     let again = verifier.verify(&testkit::token(user, Role::Admin)).await;
     assert_eq!(again.map(|caller| caller.role), Ok(Role::Admin), "from the fetched keys");

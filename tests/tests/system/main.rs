@@ -1,5 +1,6 @@
 //! Every service, started together against the real stack.
 
+mod access;
 mod gateway;
 mod helpers;
 mod openapi;

@@ -49,7 +49,7 @@ fn operations(document: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-async fn services() -> (Vec<Running>, TestService) {
+pub(crate) async fn services() -> (Vec<Running>, TestService) {
     let mut running = Vec::new();
     for service in &ALL[1..] {
         running.push(spawn_with(*service, |_, _| {}).await);
