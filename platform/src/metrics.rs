@@ -108,6 +108,11 @@ pub fn upstream_failed(service: &'static str, kind: &'static str) {
     counter!("gateway_upstream_errors_total", "service" => service, "kind" => kind).increment(1);
 }
 
+/// `rows` expired rows of `table` deleted by the clean-up.
+pub fn cleaned_up(table: &'static str, rows: u64) {
+    counter!("cleanup_deleted_total", "table" => table).increment(rows);
+}
+
 /// A message of `topic` was sent to a retry topic.
 pub fn retried(topic: &str) {
     counter!("consumer_retries_total", "topic" => topic.to_owned()).increment(1);

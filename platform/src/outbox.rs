@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use opentelemetry::propagation::TextMapPropagator;
@@ -390,9 +390,15 @@ impl Relay {
     /// Publishes until `shutdown` is cancelled: a batch whenever a commit rings, at least
     /// every poll interval, batch after batch while a backlog lasts.
     pub async fn run(self, shutdown: CancellationToken) {
+        // Beside the relay, not in its loop: a large clean-up never holds up publishing.
+        let cleaning = tokio::spawn(clean_up_every(
+            self.db.clone(),
+            self.config.retention,
+            self.config.cleanup_interval,
+            shutdown.clone(),
+        ));
         let written = self.db.outbox_written();
         let mut listener = self.listen().await;
-        let mut last_cleanup = Instant::now();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let outcome = tokio::select! {
@@ -417,12 +423,6 @@ impl Relay {
                     continue;
                 }
             }
-            if last_cleanup.elapsed() >= self.config.cleanup_interval {
-                last_cleanup = Instant::now();
-                if let Err(error) = cleanup::delete_expired(&self.db, self.config.retention).await {
-                    tracing::warn!(%error, "outbox clean-up failed");
-                }
-            }
             tokio::select! {
                 () = written.notified() => {}
                 () = notified_by_postgres(&mut listener) => {}
@@ -430,6 +430,7 @@ impl Relay {
                 () = shutdown.cancelled() => break,
             }
         }
+        let _ = cleaning.await;
         tracing::info!(source = self.source, "outbox relay stopped");
     }
 
@@ -451,6 +452,20 @@ impl Relay {
                 tracing::warn!(%error, "LISTEN outbox failed: the relay falls back to polling");
                 None
             }
+        }
+    }
+}
+
+/// Deletes what is past its retention every `interval`, until `shutdown`.
+async fn clean_up_every(db: Db, retention: Retention, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+        match cleanup::delete_expired(&db, retention).await {
+            Ok(deleted) => tracing::debug!(?deleted, "clean-up"),
+            Err(error) => tracing::warn!(%error, "clean-up failed"),
         }
     }
 }

@@ -224,6 +224,111 @@ async fn published_rows_and_old_event_ids_are_removed_after_their_retention() {
     assert_eq!(ids, ["new"]);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_backlog_is_cleaned_in_batches_beside_a_working_relay_and_keeps_what_is_still_needed() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.cleanup").await;
+    // 6,000 rows published two hours ago and 6,000 event ids nine days old, written
+    // straight into the tables; 200 events still waiting, and 50 ids from today.
+    let now = platform::clock::now_ms();
+    let (published_at, processed_at) = (now - 2 * 3_600_000, now - 9 * 24 * 3_600_000);
+    let mut tx = db.begin_write().await.expect("begin");
+    for chunk in 0..12 {
+        let sql = format!(
+            "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at_ms, \
+             published_at_ms) VALUES {}",
+            platform::db::values(500, 7, 1)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for n in 0..500 {
+            insert = insert
+                .bind(format!("old-{chunk}-{n}"))
+                .bind(topic.as_str())
+                .bind("k")
+                .bind("order.created.v1")
+                .bind("{}")
+                .bind(published_at)
+                .bind(published_at);
+        }
+        insert.execute(tx.conn()).await.expect("published rows");
+        let sql = format!(
+            "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES {}",
+            platform::db::values(500, 3, 1)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for n in 0..500 {
+            insert = insert.bind("g").bind(format!("old-{chunk}-{n}")).bind(processed_at);
+        }
+        insert.execute(tx.conn()).await.expect("old ids");
+    }
+    for n in 0..50 {
+        sqlx::query(
+            "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ('g', $1, $2)",
+        )
+        .bind(format!("today-{n}"))
+        .bind(now)
+        .execute(tx.conn())
+        .await
+        .expect("recent id");
+    }
+    for n in 0..200 {
+        tx.publish_to(&topic, &order(Uuid::new_v4(), n + 1)).await.expect("pending");
+    }
+    tx.commit().await.expect("commit");
+
+    // The clean-up and the relay at the same time: the relay sends every pending event
+    // while the clean-up works through the backlog a batch at a time.
+    let relay = relay(&db);
+    let cleaning = platform::cleanup::delete_expired_in_batches(&db, Retention::default(), 250);
+    let relaying = async {
+        let mut sent = 0;
+        while sent < 200 {
+            sent += relay.publish_pending().await.expect("relay step");
+        }
+        sent
+    };
+    let (deleted, sent) = tokio::join!(cleaning, relaying);
+    let deleted = deleted.expect("clean-up");
+    assert_eq!(sent, 200, "every pending event went out");
+    assert_eq!((deleted.outbox, deleted.processed_events), (6000, 6000), "{deleted:?}");
+    assert!(deleted.batches >= 48, "bounded batches, each its own transaction: {deleted:?}");
+
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(db.pool()).await.expect("n");
+    assert_eq!(left, 200, "the just-published rows stay for their retention");
+    let ids: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM processed_events").fetch_one(db.pool()).await.expect("n");
+    assert_eq!(ids, 50, "ids still needed for the duplicate check stay");
+    let published = platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read");
+    assert_eq!(published.len(), 200, "on the topic once each");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_cleaning_one_postgres_database_at_once_delete_each_row_once() {
+    let database = testkit::TestDatabase::create_on(testkit::TestBackend::Postgres).await;
+    let migrations = [&platform::db::PLATFORM_MIGRATIONS];
+    let instance_a = platform::db::Db::connect(&database.url, &migrations).await.expect("a");
+    let instance_b = platform::db::Db::connect(&database.url, &migrations).await.expect("b");
+    let long_ago = platform::clock::now_ms() - 2 * 3_600_000;
+    let sql = format!(
+        "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at_ms, published_at_ms) \
+         SELECT 'old-' || n, 't', 'k', 'order.created.v1', '{{}}', {long_ago}, {long_ago} \
+         FROM generate_series(1, 3000) AS n"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(instance_a.pool()).await.expect("backlog");
+    let retention = Retention::default();
+    let (a, b) = tokio::join!(
+        platform::cleanup::delete_expired_in_batches(&instance_a, retention, 100),
+        platform::cleanup::delete_expired_in_batches(&instance_b, retention, 100),
+    );
+    let (a, b) = (a.expect("a cleans up"), b.expect("b cleans up"));
+    assert_eq!(a.outbox + b.outbox, 3000, "each row deleted once: {a:?} {b:?}");
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(instance_a.pool()).await.expect("n");
+    assert_eq!(left, 0);
+    instance_a.close().await;
+    instance_b.close().await;
+}
+
 #[tokio::test]
 async fn a_commit_in_another_process_wakes_the_relay_through_postgres() {
     // Always PostgreSQL: LISTEN/NOTIFY is how instances wake each other's relays there.
