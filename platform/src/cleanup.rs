@@ -17,7 +17,7 @@ use crate::{idempotency, metrics};
 pub const BATCH: i64 = 1000;
 
 /// Key of the PostgreSQL advisory lock that lets one instance clean up at a time.
-const CLEANUP_LOCK: i64 = 0x636c_6561_6e75_70; // "cleanup"
+const CLEANUP_LOCK: i64 = 0x0063_6c65_616e_7570; // "cleanup"
 
 /// How long each kind of row is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
