@@ -63,12 +63,33 @@ impl InProcess {
             }
             None => request.body(Body::empty()),
         };
-        let verifier = platform::auth::Verifier::fixed(&crate::test_signer().jwk_set()).expect("test keys");
-        let router = (self.router)(self.db.clone()).layer(axum::Extension(std::sync::Arc::new(verifier)));
-        let response = router.oneshot(request.expect("request")).await.expect("response");
+        let response = self.router().oneshot(request.expect("request")).await.expect("response");
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+}
+
+impl InProcess {
+    /// Sends `method uri` with a JSON `body` and no token: the status and the
+    /// `WWW-Authenticate` challenge, if any.
+    pub async fn without_token(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Option<String>) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = self.router().oneshot(request).await.expect("response");
+        let challenge =
+            response.headers().get("www-authenticate").map(|value| value.to_str().expect("ASCII").to_owned());
+        (response.status(), challenge)
+    }
+
+    /// The routes, checking tokens of the test key as a service under test does.
+    fn router(&self) -> Router {
+        let verifier = platform::auth::Verifier::fixed(&crate::test_signer().jwk_set()).expect("test keys");
+        (self.router)(self.db.clone()).layer(axum::Extension(std::sync::Arc::new(verifier)))
     }
 }
 
@@ -85,5 +106,18 @@ pub fn event_meta() -> EventMeta {
         attempt: 1,
         last_attempt: false,
         headers: HashMap::new(),
+    }
+}
+
+/// Checks that each `(path, method, forbidden)` operation of `document` keeps the bearer
+/// scheme and documents its 401, and its 403 exactly when `forbidden`.
+pub fn assert_documents_refusals(document: &utoipa::openapi::OpenApi, operations: &[(&str, &str, bool)]) {
+    let document = serde_json::to_value(document).expect("json");
+    for (path, method, forbidden) in operations {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        assert!(operation["security"].is_null(), "{method} {path} keeps the bearer scheme");
+        assert!(operation["responses"]["401"].is_object(), "{method} {path}: 401");
+        assert_eq!(operation["responses"]["403"].is_object(), *forbidden, "{method} {path}: 403");
     }
 }

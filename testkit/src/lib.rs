@@ -9,7 +9,7 @@
 mod in_process;
 mod tokens;
 
-pub use in_process::{InProcess, event_meta};
+pub use in_process::{InProcess, assert_documents_refusals, event_meta};
 pub use tokens::{admin_bearer, bearer, test_jwks_url, test_signer, token};
 
 use std::net::SocketAddr;

@@ -2,15 +2,10 @@
 //! or PostgreSQL with `TEST_DATABASE=postgres`). No Kafka: the handlers' events stay in
 //! the outbox.
 
-use std::sync::Arc;
-
-use axum::Extension;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use shared_events::{FailureReason, OrderCreated, OrderItem, PaymentFailed, PaymentRefunded};
 use testkit::InProcess;
-use tower::ServiceExt as _;
 use uuid::Uuid;
 
 use inventory_service::handlers::{ReleaseAfterFailedPayment, ReleaseAfterRefund, Reserve};
@@ -39,24 +34,6 @@ impl Inventory {
         let (status, product) = self.request("GET", &format!("/api/products/{sku}"), None).await;
         assert_eq!(status, StatusCode::OK, "{product}");
         (product["available"].as_i64().expect("available"), product["reserved"].as_i64().expect("reserved"))
-    }
-
-    /// The status and `WWW-Authenticate` of `method uri` (with a JSON `body`) sent without a token.
-    async fn without_token(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Option<String>) {
-        let verifier = platform::auth::Verifier::fixed(&testkit::test_signer().jwk_set()).expect("keys");
-        let router = inventory_service::api::router(self.db.clone()).layer(Extension(Arc::new(verifier)));
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .expect("request");
-        let response = router.oneshot(request).await.expect("response");
-        let challenge = response
-            .headers()
-            .get(header::WWW_AUTHENTICATE)
-            .map(|value| value.to_str().expect("ASCII").to_owned());
-        (response.status(), challenge)
     }
 
     async fn reservation_status(&self, order_id: Uuid) -> String {

@@ -2,15 +2,10 @@
 //! PostgreSQL with `TEST_DATABASE=postgres`): a user places, reads, lists and cancels only
 //! their own orders, an admin anyone's. No Kafka: the events stay in the outbox.
 
-use std::sync::Arc;
-
-use axum::Extension;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use shared_events::{OrderCancelRequested, OrderCreated, PaymentCompleted};
 use testkit::InProcess;
-use tower::ServiceExt as _;
 use uuid::Uuid;
 
 use order_service::handlers::Confirm;
@@ -67,24 +62,6 @@ impl Orders {
             .await
             .expect("count the outbox")
     }
-
-    /// The status and `WWW-Authenticate` of `method uri` sent without a token.
-    async fn without_token(&self, method: &str, uri: &str) -> (StatusCode, Option<String>) {
-        let verifier = platform::auth::Verifier::fixed(&testkit::test_signer().jwk_set()).expect("keys");
-        let router = order_service::api::router(self.db.clone()).layer(Extension(Arc::new(verifier)));
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(json!({"userId": Uuid::now_v7(), "items": []}).to_string()))
-            .expect("request");
-        let response = router.oneshot(request).await.expect("response");
-        let challenge = response
-            .headers()
-            .get(header::WWW_AUTHENTICATE)
-            .map(|value| value.to_str().expect("ASCII").to_owned());
-        (response.status(), challenge)
-    }
 }
 
 fn ids(orders: &[Value]) -> Vec<&str> {
@@ -103,7 +80,7 @@ async fn every_order_route_needs_a_token_and_without_one_is_a_401_with_a_bearer_
         ("GET", format!("/api/orders/{order_id}")),
         ("POST", format!("/api/orders/{order_id}/cancel")),
     ] {
-        let answer = orders.without_token(method, &uri).await;
+        let answer = orders.without_token(method, &uri, json!({"userId": Uuid::now_v7(), "items": []})).await;
         assert_eq!(answer, (StatusCode::UNAUTHORIZED, Some("Bearer".to_owned())), "{method} {uri}");
         let tampered = format!("{}x", testkit::bearer(Uuid::now_v7()));
         let (status, problem) = orders.request_as(Some(&tampered), method, &uri, None).await;

@@ -175,17 +175,13 @@ mod tests {
 
     #[test]
     fn every_operation_needs_a_token_and_documents_the_refusals() {
-        let document = serde_json::to_value(super::ApiDoc::openapi()).expect("json");
-        let operations = [
-            ("/api/wallets/{userId}", "get", false),
-            ("/api/wallets/{userId}/deposit", "post", false),
-            ("/api/payments", "get", true),
-        ];
-        for (path, method, forbidden) in operations {
-            let operation = &document["paths"][path][method];
-            assert!(operation["security"].is_null(), "{method} {path} keeps the bearer scheme");
-            assert!(operation["responses"]["401"].is_object(), "{method} {path}: 401");
-            assert_eq!(operation["responses"]["403"].is_object(), forbidden, "{method} {path}: 403");
-        }
+        testkit::assert_documents_refusals(
+            &super::ApiDoc::openapi(),
+            &[
+                ("/api/wallets/{userId}", "get", false),
+                ("/api/wallets/{userId}/deposit", "post", false),
+                ("/api/payments", "get", true),
+            ],
+        );
     }
 }

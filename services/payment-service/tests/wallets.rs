@@ -4,18 +4,13 @@
 //! events stay in each database's outbox. Who may see and fill which wallet, and see which
 //! payments, through the HTTP API.
 
-use std::sync::Arc;
-
-use axum::Extension;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use futures::FutureExt as _;
 use futures::future::join_all;
 use platform::consumer::{EventMeta, Handler as _, HandlerError};
 use serde_json::{Value, json};
 use shared_events::{InventoryReserved, OrderCancelRequested, PaymentFailed, UserSignedUp};
 use testkit::InProcess;
-use tower::ServiceExt as _;
 use uuid::Uuid;
 
 use payment_service::handlers::{Charge, OpenWallet, Refund};
@@ -75,24 +70,6 @@ impl Wallets {
             .fetch_one(self.db.pool())
             .await
             .expect("count the outbox")
-    }
-
-    /// The status and `WWW-Authenticate` of `method uri` sent without a token.
-    async fn without_token(&self, method: &str, uri: &str) -> (StatusCode, Option<String>) {
-        let verifier = platform::auth::Verifier::fixed(&testkit::test_signer().jwk_set()).expect("keys");
-        let router = payment_service::api::router(self.db.clone()).layer(Extension(Arc::new(verifier)));
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(json!({"amountCents": 1}).to_string()))
-            .expect("request");
-        let response = router.oneshot(request).await.expect("response");
-        let challenge = response
-            .headers()
-            .get(header::WWW_AUTHENTICATE)
-            .map(|value| value.to_str().expect("ASCII").to_owned());
-        (response.status(), challenge)
     }
 
     /// Payment ids of `GET uri` as `authorization`, or the problem's status.
@@ -269,7 +246,7 @@ async fn every_payment_route_needs_a_token_and_without_one_is_a_401_with_a_beare
         ("POST", format!("/api/wallets/{user_id}/deposit")),
         ("GET", "/api/payments".to_owned()),
     ] {
-        let answer = wallets.without_token(method, &uri).await;
+        let answer = wallets.without_token(method, &uri, json!({"amountCents": 1})).await;
         assert_eq!(answer, (StatusCode::UNAUTHORIZED, Some("Bearer".to_owned())), "{method} {uri}");
     }
     assert_eq!(wallets.balance(user_id).await, 1_000);
