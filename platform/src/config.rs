@@ -253,13 +253,7 @@ impl ServiceConfig {
                 "a number",
             )?,
         };
-        let jwks_url = vars.parse("JWKS_URL", default_jwks_url, |v| {
-            if v.starts_with("http://") || v.starts_with("https://") {
-                Ok(v.to_owned())
-            } else {
-                Err("expected an http(s):// URL".to_owned())
-            }
-        })?;
+        let jwks_url = vars.parse("JWKS_URL", default_jwks_url, http_url)?;
         Ok(Self {
             service_name: defaults.name,
             jwks_url,
@@ -270,6 +264,15 @@ impl ServiceConfig {
             trace_sampler,
             retry,
         })
+    }
+}
+
+/// `value` if it is an http(s):// URL, or the rule it breaks: for [`Env::parse`].
+pub fn http_url(value: &str) -> Result<String, String> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.to_owned())
+    } else {
+        Err("expected an http(s):// URL".to_owned())
     }
 }
 

@@ -36,6 +36,9 @@ pub const ISSUER: &str = "user-service";
 /// The path of the JWKS on user-service (and through the gateway).
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
+/// How the OpenAPI documents describe a 401.
+pub const UNAUTHORIZED: &str = "No bearer token, or an invalid or expired one";
+
 /// How often at most an unknown key id makes a service fetch the JWKS again: a stream of
 /// forged tokens must not turn into a stream of requests to user-service.
 const REFETCH_AFTER: Duration = Duration::from_secs(10);

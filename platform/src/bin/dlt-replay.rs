@@ -32,10 +32,7 @@ fn main() -> ExitCode {
     }
     let config = match ServiceConfig::from_env(ServiceDefaults { name: "dlt-replay", port: 0 }) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("dlt-replay: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return platform::app::bad_config("dlt-replay", &error),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -73,12 +73,9 @@ impl Upstreams {
     }
 }
 
+/// A base URL, without the trailing slash the paths bring.
 fn http_url(value: &str) -> Result<String, String> {
-    if value.starts_with("http://") || value.starts_with("https://") {
-        Ok(value.trim_end_matches('/').to_owned())
-    } else {
-        Err("expected an http(s):// URL".to_owned())
-    }
+    platform::config::http_url(value).map(|url| url.trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json as AxumJson, Router};
 use platform::auth::Admin;
+use platform::auth::UNAUTHORIZED;
 use platform::clock::now_ms;
 use platform::db::Db;
 use platform::extract::Json;
@@ -64,7 +65,7 @@ struct PutProduct {
     params(("sku" = String, Path, description = "1 to 64 of A-Z a-z 0-9 - _ .")),
     responses((status = 200, description = "OK", body = ProductView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or an invalid or expired one", body = Problem,
+        (status = 401, description = UNAUTHORIZED, body = Problem,
             content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "Bearer"))),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule", body = Problem, content_type = "application/problem+json")))]

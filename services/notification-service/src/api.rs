@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
+use platform::auth::UNAUTHORIZED;
 use platform::auth::{Admin, Caller};
 use platform::clock::rfc3339_ms;
 use platform::config::KafkaConfig;
@@ -51,9 +52,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/notifications/failed/{id}/retry", post(retry))
         .with_state(state)
 }
-
-/// The 401 of every operation here.
-const UNAUTHORIZED: &str = "No bearer token, or one that is invalid or expired";
 
 /// The 403 of the admin-only operations.
 const NOT_ADMIN: &str = "The caller is not an admin";

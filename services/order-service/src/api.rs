@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
 use platform::auth::Caller;
+use platform::auth::UNAUTHORIZED;
 use platform::clock::{now_ms, rfc3339_ms};
 use platform::db::{Db, Tx};
 use platform::extract::Json;
@@ -35,9 +36,6 @@ pub fn router(db: Db) -> Router {
         .route("/api/orders/{id}/cancel", post(cancel))
         .with_state(db)
 }
-
-/// The 401 of every operation here: no token, or one that does not pass.
-const UNAUTHORIZED: &str = "No bearer token, or an invalid or expired one";
 
 /// 404 for order `id` as the path spelt it.
 fn not_found(id: &str) -> Problem {

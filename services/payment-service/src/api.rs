@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
 use platform::auth::Caller;
+use platform::auth::UNAUTHORIZED;
 use platform::clock::now_ms;
 use platform::db::Db;
 use platform::extract::Json;
@@ -38,9 +39,6 @@ struct WalletView {
     user_id: Uuid,
     balance_cents: i64,
 }
-
-/// The 401 of every operation here: no token, or one that does not pass.
-const UNAUTHORIZED: &str = "No bearer token, or an invalid or expired one";
 
 fn no_wallet(user_id: impl std::fmt::Display) -> Problem {
     Problem::not_found(format!("no wallet {user_id}"))

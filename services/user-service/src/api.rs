@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
+use platform::auth::UNAUTHORIZED;
 use platform::auth::{Caller, JWKS_PATH, Role, Signer};
 use platform::clock::{now_ms, rfc3339_ms};
 use platform::db::{Db, Tx};
@@ -56,9 +57,6 @@ pub fn router(state: AppState) -> Router {
         .route(JWKS_PATH, get(jwks))
         .with_state(state)
 }
-
-/// The 401 of an operation that needs a token: none, or one that does not pass.
-const UNAUTHORIZED: &str = "No bearer token, or an invalid or expired one";
 
 /// `POST /api/users` body. Its `Debug` hides the password.
 #[derive(Deserialize, utoipa::ToSchema)]
