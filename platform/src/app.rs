@@ -35,6 +35,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How a service builds the table of events it consumes, once its context exists.
 pub type SubscriptionsFn = Arc<dyn Fn(&Context) -> Subscriptions + Send + Sync>;
 
+/// How a service names its consumer group from its database, once that is open.
+pub type GroupFn =
+    Arc<dyn Fn(&Context) -> futures::future::BoxFuture<'static, Result<String, sqlx::Error>> + Send + Sync>;
+
 /// What one service plugs into the platform.
 #[derive(Clone)]
 pub struct ServiceSpec {
@@ -49,8 +53,10 @@ pub struct ServiceSpec {
     /// The topics it publishes to, created at start if missing. The topics it consumes
     /// come from its subscriptions, and the consumer creates those.
     pub publishes: Vec<&'static str>,
-    /// The events it consumes and how it applies them (as consumer group = its name).
+    /// The events it consumes and how it applies them.
     pub subscriptions: SubscriptionsFn,
+    /// Its consumer group, when not its name (a read model names it after its store).
+    pub consumer_group: Option<GroupFn>,
     /// Its HTTP API as OpenAPI, served with the platform's paths at `/openapi.json`.
     pub api_doc: fn() -> utoipa::openapi::OpenApi,
     /// What checks bearer tokens: the keys at the configured JWKS URL unless set
@@ -79,6 +85,7 @@ impl ServiceSpec {
             uses_kafka: true,
             publishes: Vec::new(),
             subscriptions: Arc::new(|_| Subscriptions::new()),
+            consumer_group: None,
             api_doc: crate::openapi::empty,
             verifier: None,
         }
@@ -119,6 +126,17 @@ impl ServiceSpec {
         subscriptions: impl Fn(&Context) -> Subscriptions + Send + Sync + 'static,
     ) -> Self {
         self.subscriptions = Arc::new(subscriptions);
+        self
+    }
+
+    /// Names its consumer group with `group` rather than after the service. A read model
+    /// that names it after its store (a new store, a new group) reads every topic from the
+    /// beginning when its store is deleted, and so rebuilds itself.
+    pub fn consumer_group<F>(mut self, group: impl Fn(&Context) -> F + Send + Sync + 'static) -> Self
+    where
+        F: Future<Output = Result<String, sqlx::Error>> + Send + 'static,
+    {
+        self.consumer_group = Some(Arc::new(move |context| Box::pin(group(context))));
         self
     }
 
@@ -176,6 +194,9 @@ pub enum StartError {
     /// Tracing could not be set up.
     #[error(transparent)]
     Telemetry(#[from] telemetry::TelemetryError),
+    /// The consumer group could not be read from the database.
+    #[error("cannot read the consumer group from the database")]
+    ConsumerGroup(#[source] sqlx::Error),
 }
 
 /// Why a service that started stopped other than when told to.
@@ -240,7 +261,10 @@ impl Application {
                 let consumer = if subscriptions.is_empty() {
                     None
                 } else {
-                    let group = config.consumer_group();
+                    let group = match &spec.consumer_group {
+                        Some(group) => group(&context).await.map_err(StartError::ConsumerGroup)?,
+                        None => config.consumer_group(),
+                    };
                     Some(
                         EventConsumer::start(db.clone(), &config.kafka, &group, config.retry, subscriptions)
                             .await?,

@@ -171,6 +171,7 @@ impl Db {
             outbox: Vec::new(),
             outbox_written: self.outbox_written.clone(),
             backend: self.backend,
+            after_commit: Vec::new(),
             _writer: writer,
         })
     }
@@ -270,7 +271,6 @@ fn decode_error(text: &str, error: impl std::fmt::Display) -> sqlx::Error {
 /// Store functions take [`Tx::conn`]; [`Tx::publish`](crate::outbox) adds an event to the
 /// outbox; [`Tx::commit`] commits and, when events were written, wakes the relay at once.
 /// Dropped without a commit, it rolls back and nothing is published.
-#[derive(Debug)]
 pub struct Tx {
     // Dropped before the writer's turn below: the rollback is queued before the next
     // writer starts.
@@ -279,7 +279,19 @@ pub struct Tx {
     pub(crate) outbox: Vec<crate::outbox::OutboxRow>,
     outbox_written: Arc<Notify>,
     backend: Backend,
+    /// Run after the commit, in order; dropped with the transaction if it rolls back.
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
     _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("backend", &self.backend)
+            .field("outbox", &self.outbox.len())
+            .field("after_commit", &self.after_commit.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tx {
@@ -291,6 +303,12 @@ impl Tx {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         }
+    }
+
+    /// Runs `action` once the transaction has committed, and never if it rolls back: to
+    /// tell others about a change only when it is there for them to read.
+    pub fn after_commit(&mut self, action: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(action));
     }
 
     /// The connection, for queries inside the transaction.
@@ -308,6 +326,9 @@ impl Tx {
         self.inner.commit().await?;
         if wrote_events {
             self.outbox_written.notify_one();
+        }
+        for action in self.after_commit.drain(..) {
+            action();
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //!
 //! A replayed message keeps its key, value and CloudEvents headers (so its `ce_id` too:
 //! if it was applied after all, the consumer drops it); the `dlt_` headers are left
-//! behind. The command `dlt-replay` wraps [`replay`].
+//! behind, and `replayed_from` says which dead letter it was. The command `dlt-replay` wraps [`replay`].
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use shared_events::headers::dead_letter;
+use shared_events::headers::{REPLAYED_FROM, dead_letter};
 
 use crate::config::KafkaConfig;
 use crate::kafka::client_config;
@@ -139,13 +139,15 @@ pub async fn replay(kafka: &KafkaConfig, topic: &str, selection: Selection) -> R
             .and_then(|h| h.value)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .ok_or(ReplayError::NoOrigin { partition: message.partition(), offset: message.offset() })?;
+        let from = format!("{topic}/{}/{}", message.partition(), message.offset());
         let kept = headers
             .map(|h| {
                 h.iter()
-                    .filter(|h| !h.key.starts_with("dlt_"))
+                    .filter(|h| !h.key.starts_with("dlt_") && h.key != REPLAYED_FROM)
                     .fold(OwnedHeaders::new(), |all, h| all.insert(Header { key: h.key, value: h.value }))
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .insert(Header { key: REPLAYED_FROM, value: Some(from.as_str()) });
         let mut record = FutureRecord::to(&origin).headers(kept);
         if let Some(key) = message.key() {
             record = record.key(key);

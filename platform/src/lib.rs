@@ -26,6 +26,7 @@ pub mod problem;
 pub mod registry;
 pub mod telemetry;
 pub mod text_enum;
+pub mod upstreams;
 pub mod validate;
 
 pub use app::{Application, Context, ServiceSpec};

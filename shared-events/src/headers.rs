@@ -19,6 +19,10 @@ pub const TRACEPARENT: &str = "traceparent";
 /// W3C vendor trace state, when there is any.
 pub const TRACESTATE: &str = "tracestate";
 
+/// On a message replayed from a dead-letter topic: where it was there,
+/// `<topic>/<partition>/<offset>` (so a read model can tell which dead letter came back).
+pub const REPLAYED_FROM: &str = "replayed_from";
+
 /// The CloudEvents version written in [`CE_SPECVERSION`].
 pub const SPEC_VERSION: &str = "1.0";
 /// The only content type payloads have.

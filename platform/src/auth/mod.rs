@@ -39,6 +39,9 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// How the OpenAPI documents describe a 401.
 pub const UNAUTHORIZED: &str = "No bearer token, or an invalid or expired one";
 
+/// What an OpenAPI document says of the 403 of an admin-only operation.
+pub const NOT_ADMIN: &str = "The caller is not an admin";
+
 /// How often at most an unknown key id makes a service fetch the JWKS again: a stream of
 /// forged tokens must not turn into a stream of requests to user-service.
 const REFETCH_AFTER: Duration = Duration::from_secs(10);

@@ -77,10 +77,11 @@ pub trait Handler<E: Event>: Send + Sync + 'static {
     async fn handle(&self, event: E, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError>;
 }
 
-/// A message read from a dead-letter topic, whatever its payload (it may not even be JSON).
+/// A message as it is on its topic, whatever its payload (it may not even be JSON): what
+/// a dead-letter topic holds, and what a read model of every message sees.
 #[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// The dead-letter topic.
+pub struct RawMessage {
+    /// The topic it was read from.
     pub topic: String,
     /// Its partition there.
     pub partition: i32,
@@ -90,15 +91,17 @@ pub struct DeadLetter {
     pub key: Option<String>,
     /// The value, as text (lossy for bytes that are not UTF-8).
     pub payload: Option<String>,
-    /// Every header, as text: the `dlt_` ones say where it came from and why.
+    /// Every header, as text (on a dead-letter topic the `dlt_` ones say where it came
+    /// from and why).
     pub headers: HashMap<String, String>,
 }
 
-/// Applies messages of a dead-letter topic (records them, alerts someone).
+/// Applies messages as they are, unparsed: those of a dead-letter topic (records them,
+/// alerts someone), or every message of a topic for a read model.
 #[async_trait]
-pub trait DeadLetterHandler: Send + Sync + 'static {
-    /// Applies `letter` through `tx`.
-    async fn handle(&self, letter: DeadLetter, tx: &mut Tx) -> Result<(), HandlerError>;
+pub trait RawHandler: Send + Sync + 'static {
+    /// Applies `message` through `tx`.
+    async fn handle(&self, message: RawMessage, tx: &mut Tx) -> Result<(), HandlerError>;
 }
 
 /// A handler with its event type erased, so one table can route every topic.
@@ -166,23 +169,25 @@ fn event_meta(incoming: &Incoming<'_>, expected: &str) -> Result<EventMeta, Hand
     })
 }
 
-struct DeadLetters<H> {
+struct Raw<H> {
     handler: H,
+    /// Prefixes the position in the dedupe id (`dlt` for dead letters, as ever).
+    marker: &'static str,
 }
 
 #[async_trait]
-impl<H: DeadLetterHandler> Route for DeadLetters<H> {
+impl<H: RawHandler> Route for Raw<H> {
     /// Keyed by position, not by ce_id: the same event replayed and applied later must
-    /// not look processed already.
+    /// not look processed already, and a message without a ce_id is still a message.
     fn dedupe_id(&self, incoming: &Incoming<'_>) -> Result<String, HandlerError> {
         let Incoming { delivery, .. } = incoming;
-        Ok(format!("dlt:{}:{}:{}", delivery.topic, delivery.partition, delivery.offset))
+        Ok(format!("{}:{}:{}:{}", self.marker, delivery.topic, delivery.partition, delivery.offset))
     }
 
     async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError> {
         let Incoming { message, headers, delivery } = incoming;
         let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
-        let letter = DeadLetter {
+        let raw = RawMessage {
             topic: delivery.topic.clone(),
             partition: delivery.partition,
             offset: delivery.offset,
@@ -190,7 +195,7 @@ impl<H: DeadLetterHandler> Route for DeadLetters<H> {
             payload: text(message.payload()),
             headers: headers.clone(),
         };
-        self.handler.handle(letter, tx).await
+        self.handler.handle(raw, tx).await
     }
 }
 
@@ -224,15 +229,22 @@ impl Subscriptions {
     }
 
     /// Applies what lands in `<topic>.dlt` with `handler`.
-    pub fn on_dead_letters(mut self, topic: &str, handler: impl DeadLetterHandler) -> Self {
-        self.routes.insert(topics::dead_letter(topic), Arc::new(DeadLetters { handler }));
+    pub fn on_dead_letters(mut self, topic: &str, handler: impl RawHandler) -> Self {
+        self.routes.insert(topics::dead_letter(topic), Arc::new(Raw { handler, marker: "dlt" }));
+        self
+    }
+
+    /// Applies every message of `topic`, unparsed, with `handler`: a read model that
+    /// records what passes, whether or not it is a valid event.
+    pub fn on_raw(mut self, topic: &str, handler: impl RawHandler) -> Self {
+        self.routes.insert(topic.to_owned(), Arc::new(Raw { handler, marker: "at" }));
         self
     }
 
     /// Applies what lands in the dead-letter topic of every topic subscribed so far with
     /// `handler`, one handler for them all: the topics are named once, by the `on` calls.
-    pub fn on_every_dead_letter(mut self, handler: impl DeadLetterHandler) -> Self {
-        let route: Arc<dyn Route> = Arc::new(DeadLetters { handler });
+    pub fn on_every_dead_letter(mut self, handler: impl RawHandler) -> Self {
+        let route: Arc<dyn Route> = Arc::new(Raw { handler, marker: "dlt" });
         let subscribed: Vec<String> = self
             .routes
             .keys()

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::delivery::{retry_headers, retry_topic};
 use self::forward::Forwarder;
-pub use self::handler::{DeadLetter, DeadLetterHandler, EventMeta, Handler, HandlerError, Subscriptions};
+pub use self::handler::{EventMeta, Handler, HandlerError, RawHandler, RawMessage, Subscriptions};
 use self::pipeline::Pipeline;
 pub use self::pipeline::{BatchOutcome, Outcome};
 use crate::background::panic_message;

@@ -6,7 +6,6 @@
 pub mod access;
 pub mod docs;
 pub mod proxy;
-pub mod upstreams;
 
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use axum::routing::{any, get};
 use platform::config::{ConfigError, Env};
 use platform::{Context, ServiceSpec};
 
-pub use crate::upstreams::Upstreams;
+pub use platform::upstreams::Upstreams;
 
 /// The gateway's own settings, read once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use platform::metrics;
 use platform::problem::Problem;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::upstreams::Upstreams;
+use platform::upstreams::Upstreams;
 
 /// The largest request body forwarded.
 const MAX_BODY: usize = 1024 * 1024;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
 use platform::auth::UNAUTHORIZED;
-use platform::auth::{Admin, Caller};
+use platform::auth::{Admin, Caller, NOT_ADMIN};
 use platform::clock::rfc3339_ms;
 use platform::config::KafkaConfig;
 use platform::db::Db;
@@ -52,9 +52,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/notifications/failed/{id}/retry", post(retry))
         .with_state(state)
 }
-
-/// The 403 of the admin-only operations.
-const NOT_ADMIN: &str = "The caller is not an admin";
 
 /// `POST /api/emails/send` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use platform::clock::now_ms;
 use platform::config::KafkaConfig;
-use platform::consumer::{DeadLetter, DeadLetterHandler, EventMeta, Handler, HandlerError};
+use platform::consumer::{EventMeta, Handler, HandlerError, RawHandler, RawMessage};
 use platform::db::{Db, Tx};
 use platform::outbox::Republish;
 use shared_events::headers::dead_letter as dlt;
@@ -141,8 +141,8 @@ pub struct RecordFailure {
 }
 
 #[async_trait]
-impl DeadLetterHandler for RecordFailure {
-    async fn handle(&self, letter: DeadLetter, tx: &mut Tx) -> Result<(), HandlerError> {
+impl RawHandler for RecordFailure {
+    async fn handle(&self, letter: RawMessage, tx: &mut Tx) -> Result<(), HandlerError> {
         let header = |name: &str| letter.headers.get(name).cloned();
         if header(dlt::CONSUMER_GROUP).as_deref() != Some(self.group.as_str()) {
             return Ok(());

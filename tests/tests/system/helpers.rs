@@ -31,14 +31,23 @@ static USER_AUTH: LazyLock<user_service::Auth> = LazyLock::new(|| {
     user_service::Auth::with_signer(signer, None)
 });
 
+/// The saga boards' stream of changes (one for the binary: each board under test reads
+/// its own store, and only the stream test listens).
+pub static BOARD_CHANGES: LazyLock<saga_board::changes::Changes> =
+    LazyLock::new(saga_board::changes::Changes::new);
+
 /// Every service of the system.
-pub const ALL: [Service; 6] = [
+pub const ALL: [Service; 7] = [
     (gateway::spec, |context| gateway::routes(gateway::Settings::default())(context)),
     (|| user_service::spec(&USER_AUTH), |context| user_service::routes(&USER_AUTH)(context)),
     (order_service::spec, order_service::routes),
     (inventory_service::spec, inventory_service::routes),
     (|| payment_service::spec(payment_service::Settings::default()), payment_service::routes),
     (notification_service::spec, notification_service::routes),
+    (
+        || saga_board::spec(BOARD_CHANGES.clone()),
+        |context| saga_board::routes(saga_board::Settings::default(), BOARD_CHANGES.clone())(context),
+    ),
 ];
 
 /// Starts a service on a free port with a fresh database of the backend under test;

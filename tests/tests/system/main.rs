@@ -1,6 +1,7 @@
 //! Every service, started together against the real stack.
 
 mod access;
+mod board;
 mod gateway;
 mod helpers;
 mod openapi;

@@ -35,6 +35,11 @@ pub struct Saga {
 }
 
 impl Saga {
+    /// The topic prefix its services share.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub async fn start() -> Self {
         let slot = SLOTS.acquire().await.expect("the semaphore is never closed");
         let prefix = topic_prefix();

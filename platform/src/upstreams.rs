@@ -1,8 +1,9 @@
-//! Where each service behind the gateway listens. Which service owns which `/api` path
-//! comes from the registry of services (`services/registry.txt`); only the URLs are set here.
+//! Where each service listens, for those that call them: the gateway, and the saga board
+//! reading their `/metrics`. Which service owns which `/api` path comes from the registry
+//! of services (`services/registry.txt`); only the URLs are set here.
 
-use platform::config::{ConfigError, Env};
-use platform::registry::{self, Service};
+use crate::config::{ConfigError, Env};
+use crate::registry::{self, Service};
 
 /// The variable whose value makes every service's URL from its name and port.
 pub const TEMPLATE_VARIABLE: &str = "SERVICE_URL_TEMPLATE";
@@ -61,8 +62,8 @@ impl Upstreams {
     /// The service (name and base URL) that serves `path`, if any: the owner of an `/api`
     /// path, and the issuer of the tokens for the JWKS.
     pub fn for_path(&self, path: &str) -> Option<(&'static str, &str)> {
-        if path == platform::auth::JWKS_PATH {
-            return self.by_name(platform::auth::ISSUER);
+        if path == crate::auth::JWKS_PATH {
+            return self.by_name(crate::auth::ISSUER);
         }
         self.by_name(registry::owner_of(path)?.name)
     }
@@ -75,7 +76,7 @@ impl Upstreams {
 
 /// A base URL, without the trailing slash the paths bring.
 fn http_url(value: &str) -> Result<String, String> {
-    platform::config::http_url(value).map(|url| url.trim_end_matches('/').to_owned())
+    crate::config::http_url(value).map(|url| url.trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
