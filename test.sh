@@ -5,7 +5,8 @@
 #   3. runs the whole suite with SQLite databases,
 #   4. runs it again from the same build with PostgreSQL databases (TEST_DATABASE=postgres),
 #   5. runs ./run.sh as a user would, checks every service answers, runs
-#      http-tests/api-test.http against it with httpyac (npm), checks each service's
+#      http-tests/api-test.http against it with httpyac (npm), drives the saga board's
+#      page in Debian's Chromium (tests/browser: playwright-core from npm), checks each service's
 #      OpenAPI document with openapi-spec-validator (PyPI), kill -9s order-service and
 #      waits for run.sh to start it again, and stops it all with Ctrl-C,
 #   6. runs tools/chaos.sh: services and the broker SIGKILLed under load, then every
@@ -120,6 +121,17 @@ openapi_documents() {
   ((failed == 0))
 }
 
+# The saga board page in a real Chromium: signs in, follows orders, a compensation and a
+# replayed poison message live (tests/browser/run.sh installs Chromium and playwright-core).
+board_page() {
+  if tests/browser/run.sh >&2; then
+    echo "board page: 1 passed, 0 failed"
+  else
+    echo "board page: 0 passed, 1 failed"
+    return 1
+  fi
+}
+
 # kill -9 of a service under run.sh: it is started again at once, says so, and answers.
 killed_service_comes_back() {
   local out=$1 victim deadline
@@ -163,6 +175,7 @@ smoke_run_sh() {
     fi
   done
   api_test || ((failed += 1))
+  board_page || ((failed += 1))
   openapi_documents || ((failed += 1))
   if killed_service_comes_back "$out"; then ((ok += 1)); else ((failed += 1)); fi
   kill -INT -- "-$pgid"
@@ -228,7 +241,7 @@ cleanup
 started=()
 
 # One closing line for the whole run, summed over every cargo test binary and run.sh.
-summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: |openapi: |chaos: |docker-compose\.yml: )' "$results" || true)
+summaries=$(grep -E '^(test result: |run\.sh: |api-test\.http: |board page: |openapi: |chaos: |docker-compose\.yml: )' "$results" || true)
 passed=$(grep -Eo '[0-9]+ passed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' <<<"$summaries" | awk '{s += $1} END {print s + 0}')
 rm -f "$results"

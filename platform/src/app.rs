@@ -5,7 +5,7 @@
 //! [`Application::run_until_stopped`] serves until the shutdown future completes.
 //! Tests build it on port 0 with a fresh database and run it in the background.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,6 +31,11 @@ use crate::{error_chain, openapi, registry, telemetry};
 
 /// The longest a request may take before the service answers 503 itself.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a stopping service waits for open connections before it closes them: a
+/// request in flight finishes well within it, while an event stream never ends by itself
+/// (the board's page keeps one open, and a gateway in front of it another).
+const GRACE: Duration = Duration::from_secs(5);
 
 /// How a service builds the table of events it consumes, once its context exists.
 pub type SubscriptionsFn = Arc<dyn Fn(&Context) -> Subscriptions + Send + Sync>;
@@ -323,13 +328,23 @@ impl Application {
         let consuming = consumer
             .map(|consumer| tasks.spawn("consumer", &stop_consuming, consumer.run(stop_consuming.clone())));
         let watched = tasks.clone();
+        let stopping = CancellationToken::new();
+        let stop_serving = stopping.clone();
         let stopped = async move {
             tokio::select! {
                 () = shutdown => {}
                 () = watched.died() => {}
             }
+            stop_serving.cancel();
         };
-        let served = axum::serve(listener, router).with_graceful_shutdown(stopped).await;
+        let serving = axum::serve(listener, router).with_graceful_shutdown(stopped).into_future();
+        let served = tokio::select! {
+            served = serving => served,
+            () = async { stopping.cancelled().await; tokio::time::sleep(GRACE).await } => {
+                tracing::info!("connections still open {GRACE:?} after the stop (event streams): closed");
+                Ok(())
+            }
+        };
         // Consumers first: a handler in flight finishes and its events reach the outbox;
         // the relay stops last (what it has not sent waits in the outbox for next start).
         // A task that died has said why already.

@@ -97,3 +97,39 @@ async fn a_dead_consumer_worker_stops_the_service_with_why_and_its_message_is_ap
     let _ = stop.send(());
     running.await.expect("the service task").expect("a clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_is_not_held_up_by_a_response_that_never_ends() {
+    // No database and no Kafka: only the HTTP side, with a route that streams forever,
+    // as the board's event stream does.
+    let spec = ServiceSpec { uses_database: false, uses_kafka: false, ..spec() };
+    let config = service_config(&spec, "sqlite::memory:");
+    let endless = || async {
+        let ticks = futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok::<_, std::convert::Infallible>(": tick\n"), ()))
+        });
+        axum::body::Body::from_stream(ticks)
+    };
+    let app = Application::build(&spec, config, |_| {
+        axum::Router::new().route("/endless", axum::routing::get(endless))
+    })
+    .await
+    .expect("starts");
+    let url = format!("http://127.0.0.1:{}/endless", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let mut response = reqwest::get(&url).await.expect("the stream opens");
+    assert!(response.chunk().await.expect("a chunk").is_some(), "it streams");
+
+    stop.send(()).expect("still running");
+    let outcome = tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("stopped within 15 s although the stream was still open");
+    outcome.expect("no panic").expect("a clean stop");
+    // The connection's task outlives the server here; in the process, the runtime's
+    // shutdown that follows ends it, and the OS closes the socket.
+    drop(response);
+}

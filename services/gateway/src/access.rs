@@ -52,6 +52,8 @@ const RULES: &[Rule] = &[
     (Methods::Only("GET"), platform::openapi::PATH, Access::Public),
     (Methods::Only("GET"), "/docs/**", Access::Public),
     (Methods::Only("GET"), "/openapi/**", Access::Public),
+    // The saga board's page and its files: no data in them, the API behind is admin-only.
+    (Methods::Only("GET"), "/board/**", Access::Public),
     (Methods::Only("PUT"), "/api/products/{sku}", Access::Admin),
     (Methods::Only("POST"), "/api/emails/send", Access::Admin),
     (Methods::Only("POST"), "/api/sms/send", Access::Admin),
@@ -152,6 +154,9 @@ mod tests {
             ("GET", "/docs/"),
             ("GET", "/docs/swagger-ui.css"),
             ("GET", "/openapi/order-service.json"),
+            ("GET", "/board"),
+            ("GET", "/board/board.js"),
+            ("HEAD", "/board/board.css"),
         ] {
             assert_eq!(access(method, path), Access::Public, "{method} {path}");
         }
@@ -171,6 +176,7 @@ mod tests {
             ("GET", "/api/board"),
             ("GET", "/api/board/"),
             ("GET", &format!("/api/board/sagas/{id}")),
+            ("GET", "/api/board/stream"),
             ("DELETE", "/api/board/anything/else"),
         ] {
             assert_eq!(access(method, path), Access::Admin, "{method} {path}");
@@ -199,6 +205,8 @@ mod tests {
             ("POST", "/api/users/"),
             ("POST", "/api/users/x"),
             ("GET", "/api/boardgames"),
+            ("POST", "/board"),
+            ("GET", "/boards"),
             ("GET", "/api/unknown"),
             ("GET", "/.well-known/other.json"),
         ] {

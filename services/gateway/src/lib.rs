@@ -1,11 +1,14 @@
 //! gateway: the single entry point on :8080. Routes every `/api/...` path of the
 //! contract to the service that owns it, and user-service's JWKS; owns no data and talks
 //! to no broker. Checks the caller's bearer token first ([`access`]) and forwards it
-//! unchanged, since the services check it again.
+//! unchanged, since the services check it again. Serves the saga board's page too
+//! ([`board`]), whose data comes from the board's admin-only API behind it.
 
 pub mod access;
+pub mod board;
 pub mod docs;
 pub mod proxy;
+pub mod stream;
 
 use std::time::Duration;
 
@@ -52,16 +55,19 @@ pub fn spec() -> ServiceSpec {
     ServiceSpec::registered("gateway")
 }
 
-/// The proxy routes in front of `upstreams` and Swagger UI over their APIs, each behind
-/// the access check of [`access::required`]. The tokens are checked by the verifier the
-/// platform installs on every service's routes.
+/// The proxy routes in front of `upstreams` (event streams passed on as they come),
+/// Swagger UI over their APIs and the saga board's page, each behind the access check of
+/// [`access::required`]. The tokens are checked by the verifier the platform installs on
+/// every service's routes.
 pub fn router(upstreams: Upstreams, timeout: Duration) -> Router {
     let proxy = proxy::Proxy { upstreams, client: reqwest::Client::new(), timeout };
     Router::new()
         .route("/api/{*path}", any(proxy::forward))
         .route(platform::auth::JWKS_PATH, get(proxy::forward))
+        .route(stream::BOARD_STREAM, get(stream::forward))
         .with_state(proxy.clone())
         .merge(docs::router(proxy))
+        .merge(board::router())
         // On the routes only: a path none of them serves stays the platform's 404.
         .route_layer(axum::middleware::from_fn(access::check))
 }

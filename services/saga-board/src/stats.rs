@@ -43,11 +43,11 @@ pub struct ServiceFigures {
     /// Whether it answered.
     up: bool,
     /// Events in its outbox not yet acknowledged by Kafka.
-    outbox_backlog: Option<f64>,
+    outbox_backlog: Option<i64>,
     /// Messages behind, summed over its partitions.
-    consumer_lag: Option<f64>,
+    consumer_lag: Option<i64>,
     /// Messages it sent to dead-letter topics since it started.
-    dead_lettered: Option<f64>,
+    dead_lettered: Option<i64>,
 }
 
 /// Reads the figures now.
@@ -65,9 +65,12 @@ pub async fn gather(board: &Board) -> Result<Stats, sqlx::Error> {
         ServiceFigures {
             name: service.name,
             up: text.is_some(),
-            outbox_backlog: text.as_deref().and_then(|t| sum(t, "outbox_backlog")),
-            consumer_lag: text.as_deref().and_then(|t| sum(t, "consumer_lag")),
-            dead_lettered: text.as_deref().map(|t| sum(t, "consumer_dead_lettered_total").unwrap_or(0.0)),
+            // Counts, though Prometheus writes every sample as a float.
+            outbox_backlog: text.as_deref().and_then(|t| sum(t, "outbox_backlog")).map(|n| n as i64),
+            consumer_lag: text.as_deref().and_then(|t| sum(t, "consumer_lag")).map(|n| n as i64),
+            dead_lettered: text
+                .as_deref()
+                .map(|t| sum(t, "consumer_dead_lettered_total").unwrap_or(0.0) as i64),
         }
     });
     Ok(Stats {
