@@ -51,6 +51,8 @@ CREATE TABLE board_dead_letters (
     message_key TEXT,
     payload TEXT,
     headers TEXT NOT NULL,
+    -- `<dlt topic>/<partition>/<offset>` when the message had been replayed before.
+    replayed_from TEXT,
     PRIMARY KEY (topic, kafka_partition, kafka_offset)
 );
 CREATE INDEX board_dead_letters_by_order ON board_dead_letters (order_id);

@@ -33,9 +33,10 @@ use crate::{error_chain, openapi, registry, telemetry};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a stopping service waits for open connections before it closes them: a
-/// request in flight finishes well within it, while an event stream never ends by itself
-/// (the board's page keeps one open, and a gateway in front of it another).
-const GRACE: Duration = Duration::from_secs(5);
+/// request in flight normally finishes within it (the gateway gives up on a service after
+/// 10 s), while a response that never ends by itself would hold the stop forever. Event
+/// streams end on [`Context::stopping`]; this is the bound for any other.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// How a service builds the table of events it consumes, once its context exists.
 pub type SubscriptionsFn = Arc<dyn Fn(&Context) -> Subscriptions + Send + Sync>;
@@ -165,6 +166,9 @@ pub struct Context {
     pub config: ServiceConfig,
     /// Its database, when [`ServiceSpec::uses_database`].
     pub db: Option<Db>,
+    /// Cancelled when the service begins to stop: responses that never end by themselves
+    /// (event streams) end on it, so that the stop need not wait for their clients.
+    pub stopping: CancellationToken,
 }
 
 impl Context {
@@ -252,7 +256,7 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| StartError::Bind { addr: config.http_addr, source })?;
-        let context = Context { config, db: db.clone() };
+        let context = Context { config, db: db.clone(), stopping: CancellationToken::new() };
         let (relay, consumer) = match (&db, spec.uses_kafka) {
             (Some(db), true) => {
                 let config = &context.config;
@@ -328,7 +332,7 @@ impl Application {
         let consuming = consumer
             .map(|consumer| tasks.spawn("consumer", &stop_consuming, consumer.run(stop_consuming.clone())));
         let watched = tasks.clone();
-        let stopping = CancellationToken::new();
+        let stopping = context.stopping.clone();
         let stop_serving = stopping.clone();
         let stopped = async move {
             tokio::select! {

@@ -108,7 +108,8 @@ mod tests {
             "the keys of the tokens, from the service that signs them"
         );
         assert_eq!(upstreams.by_name("gateway"), None, "the gateway is not behind itself");
-        assert_eq!(upstreams.names().count(), 5);
+        assert_eq!(upstreams.by_name("saga-board"), Some(("saga-board", "http://127.0.0.1:8086")));
+        assert_eq!(upstreams.names().count(), registry::api_services().count(), "every service behind it");
     }
 
     #[test]

@@ -171,7 +171,8 @@ fn event_meta(incoming: &Incoming<'_>, expected: &str) -> Result<EventMeta, Hand
 
 struct Raw<H> {
     handler: H,
-    /// Prefixes the position in the dedupe id (`dlt` for dead letters, as ever).
+    /// Prefixes the position in the dedupe id: `dlt` for dead letters (as ever), `raw` for
+    /// a topic read as it is.
     marker: &'static str,
 }
 
@@ -237,7 +238,7 @@ impl Subscriptions {
     /// Applies every message of `topic`, unparsed, with `handler`: a read model that
     /// records what passes, whether or not it is a valid event.
     pub fn on_raw(mut self, topic: &str, handler: impl RawHandler) -> Self {
-        self.routes.insert(topic.to_owned(), Arc::new(Raw { handler, marker: "at" }));
+        self.routes.insert(topic.to_owned(), Arc::new(Raw { handler, marker: "raw" }));
         self
     }
 

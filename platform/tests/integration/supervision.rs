@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt as _;
+
 use platform::app::RunError;
 use platform::background::TaskDied;
 use platform::consumer::{EventMeta, Handler, HandlerError, Subscriptions};
@@ -13,6 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use shared_events::{OrderCreated, OrderItem};
 use testkit::{TestDatabase, kafka_config, service_config};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::support::{EFFECTS, effects, eventually};
@@ -98,37 +101,66 @@ async fn a_dead_consumer_worker_stops_the_service_with_why_and_its_message_is_ap
     running.await.expect("the service task").expect("a clean stop");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stop_is_not_held_up_by_a_response_that_never_ends() {
-    // No database and no Kafka: only the HTTP side, with a route that streams forever,
-    // as the board's event stream does.
+/// A service with no database and no Kafka, only HTTP, serving `/stream`: ticks forever,
+/// or until the service begins to stop when `ends_on_stop`.
+async fn streaming(ends_on_stop: bool) -> (Application, String) {
     let spec = ServiceSpec { uses_database: false, uses_kafka: false, ..spec() };
     let config = service_config(&spec, "sqlite::memory:");
-    let endless = || async {
-        let ticks = futures::stream::unfold((), |()| async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Some((Ok::<_, std::convert::Infallible>(": tick\n"), ()))
-        });
-        axum::body::Body::from_stream(ticks)
-    };
-    let app = Application::build(&spec, config, |_| {
-        axum::Router::new().route("/endless", axum::routing::get(endless))
+    let app = Application::build(&spec, config, move |context| {
+        let stopping = context.stopping.clone();
+        let stream = move || {
+            let stopping = stopping.clone();
+            async move {
+                let ticks = futures::stream::unfold((), |()| async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Some((Ok::<_, std::convert::Infallible>(": tick\n"), ()))
+                });
+                let until = if ends_on_stop { stopping } else { CancellationToken::new() };
+                axum::body::Body::from_stream(ticks.take_until(until.cancelled_owned()))
+            }
+        };
+        axum::Router::new().route("/stream", axum::routing::get(stream))
     })
     .await
     .expect("starts");
-    let url = format!("http://127.0.0.1:{}/endless", app.port());
+    let url = format!("http://127.0.0.1:{}/stream", app.port());
+    (app, url)
+}
+
+/// Stops `app` while a client holds its stream open; how long the stop took.
+async fn stop_with_a_stream_open(app: Application, url: &str) -> (Duration, reqwest::Response) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    let mut response = reqwest::get(&url).await.expect("the stream opens");
+    let mut response = reqwest::get(url).await.expect("the stream opens");
     assert!(response.chunk().await.expect("a chunk").is_some(), "it streams");
-
+    let started = std::time::Instant::now();
     stop.send(()).expect("still running");
-    let outcome = tokio::time::timeout(Duration::from_secs(15), running)
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running)
         .await
-        .expect("stopped within 15 s although the stream was still open");
+        .expect("stopped within 30 s although a stream was open");
     outcome.expect("no panic").expect("a clean stop");
+    (started.elapsed(), response)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_ends_on_stop_lets_the_service_stop_at_once_and_its_client_sees_the_end() {
+    let (app, url) = streaming(true).await;
+    let (took, mut response) = stop_with_a_stream_open(app, &url).await;
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}, not at once");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = response.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the client saw its stream end");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_that_never_ends_holds_a_stop_only_for_the_grace_period() {
+    let (app, url) = streaming(false).await;
+    let (took, response) = stop_with_a_stream_open(app, &url).await;
+    assert!(took >= Duration::from_secs(5), "it waited for the open response first ({took:?})");
     // The connection's task outlives the server here; in the process, the runtime's
     // shutdown that follows ends it, and the OS closes the socket.
     drop(response);

@@ -43,6 +43,8 @@ pub struct Board {
     pub changes: Changes,
     /// Calls the services' `/metrics`.
     pub client: reqwest::Client,
+    /// Cancelled when the service stops: open streams end.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The OpenAPI description of these routes.
@@ -65,23 +67,6 @@ pub fn router(board: Board) -> Router {
         .with_state(board)
 }
 
-/// A step of a saga as the board shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)] // The schema of the steps, which the store keeps as ready JSON.
-struct StepView {
-    /// The topic, which names the step.
-    topic: String,
-    event_type: Option<String>,
-    at: Option<String>,
-    /// Time since the step before.
-    hop_millis: Option<i64>,
-    /// Undoing or unwinding: drawn as the reversed path.
-    reversed: bool,
-    /// Reports a failure (stock refused, payment failed).
-    failed: bool,
-}
-
 /// One order's saga in the list and in the stream.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -97,7 +82,7 @@ pub struct OrderSummary {
     updated_at: Option<String>,
     /// From created to confirmed, or to cancelled without confirmation.
     saga_millis: Option<i64>,
-    #[schema(value_type = Vec<StepView>)]
+    #[schema(value_type = Vec<crate::store::StepJson>)]
     steps: serde_json::Value,
     /// The topics of the events that would move it on; empty once it is final.
     waiting_for: Vec<String>,
@@ -200,7 +185,7 @@ struct TimelineEntry {
     source: Option<String>,
     /// `ce_time`, or for a dead letter its last failure.
     at: Option<String>,
-    /// Time since the entry before.
+    /// Time since the entry before it in the timeline, dead letters included.
     hop_millis: Option<i64>,
     trace_id: Option<String>,
     key: Option<String>,
@@ -456,6 +441,8 @@ struct Replayed {
             headers(("WWW-Authenticate" = String, description = "Bearer"))),
         (status = 403, description = NOT_ADMIN, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The dead letter does not say where it came from", body = Problem,
+            content_type = "application/problem+json"),
         (status = 503, description = "Kafka did not take it", body = Problem, content_type = "application/problem+json")))]
 async fn replay(
     _admin: Admin,

@@ -29,7 +29,7 @@ impl Default for Changes {
 
 impl Changes {
     /// A channel with no listener yet. Its buffer absorbs a burst; a stream that falls
-    /// further behind skips what it missed (it reads the current view, not the changes).
+    /// further behind ends, and its client starts again from the current lists.
     pub fn new() -> Self {
         Self { sender: broadcast::channel(8192).0 }
     }

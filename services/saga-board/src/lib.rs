@@ -85,7 +85,8 @@ pub fn routes(settings: Settings, changes: Changes) -> impl FnOnce(&Context) -> 
         let settings = Arc::new(settings);
         let kafka = context.config.kafka.clone();
         context.routes_on_db(|db| {
-            api::router(Board { db, kafka, settings, changes, client: reqwest::Client::new() })
+            let stopping = context.stopping.clone();
+            api::router(Board { db, kafka, settings, changes, client: reqwest::Client::new(), stopping })
         })
     }
 }

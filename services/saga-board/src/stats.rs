@@ -22,7 +22,7 @@ pub struct Stats {
     sagas_per_minute: usize,
     /// Their saga times.
     saga_millis: Percentiles,
-    /// Each service with a database and a consumer.
+    /// Each service with a database (every one but the gateway), the board too.
     services: Vec<ServiceFigures>,
     /// Messages in the dead-letter topics.
     dead_letters: i64,

@@ -62,7 +62,8 @@ pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Resul
         "INSERT INTO board_dead_letters (topic, kafka_partition, kafka_offset, original_topic, \
          original_partition, original_offset, consumer_group, error, attempts, first_failure_at, \
          last_failure_at, last_failure_ms, order_id, event_id, event_type, trace_id, message_key, payload, \
-         headers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         headers, replayed_from) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
          ON CONFLICT DO NOTHING",
     )
     .bind(letter.position.topic.clone())
@@ -84,6 +85,7 @@ pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Resul
     .bind(message.key.clone())
     .bind(message.payload.clone())
     .bind(headers_json(&message.headers))
+    .bind(message.replayed_from.clone())
     .execute(tx.conn())
     .await?;
     Ok(())
@@ -95,13 +97,12 @@ pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Resul
 pub async fn refresh_order(tx: &mut Tx, order_id: Uuid) -> Result<(), sqlx::Error> {
     let id = order_id.to_string();
     // Waits for any other transaction recomputing this order, then reads what it wrote.
-    sqlx::query(
-        "INSERT INTO board_order_locks (order_id) VALUES ($1) \
-         ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id",
-    )
-    .bind(id.clone())
-    .execute(tx.conn())
-    .await?;
+    sqlx::query("INSERT INTO board_order_locks (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(id.clone())
+        .execute(tx.conn())
+        .await?;
+    let lock = format!("SELECT order_id FROM board_order_locks WHERE order_id = $1{}", tx.for_update());
+    sqlx::query(sqlx::AssertSqlSafe(lock)).bind(id.clone()).fetch_one(tx.conn()).await?;
     let events = events_of(tx.conn(), &id).await?;
     let seen: Vec<_> = events.iter().filter_map(EventRecord::seen).collect();
     if seen.is_empty() {
@@ -147,23 +148,36 @@ pub async fn refresh_order(tx: &mut Tx, order_id: Uuid) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-/// The steps as the API shows them, kept ready in the row.
+/// A step of a saga as the API shows it, kept ready as JSON in the order's row.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepJson {
+    /// The topic, which names the step.
+    topic: &'static str,
+    event_type: Option<String>,
+    at: Option<String>,
+    /// Time since the step before.
+    hop_millis: Option<i64>,
+    /// Undoing or unwinding: drawn as the reversed path.
+    reversed: bool,
+    /// Reports a failure (stock refused, payment failed).
+    failed: bool,
+}
+
 fn steps_json(view: &View) -> String {
-    let steps: Vec<serde_json::Value> = view
+    let steps: Vec<StepJson> = view
         .steps
         .iter()
-        .map(|s| {
-            serde_json::json!({
-                "topic": s.step.topic(),
-                "eventType": s.event_type,
-                "at": s.time_ms.map(platform::clock::rfc3339_ms),
-                "hopMillis": s.hop_ms,
-                "reversed": s.reversed,
-                "failed": s.step.is_failure(),
-            })
+        .map(|s| StepJson {
+            topic: s.step.topic(),
+            event_type: s.event_type.clone(),
+            at: s.time_ms.map(platform::clock::rfc3339_ms),
+            hop_millis: s.hop_ms,
+            reversed: s.reversed,
+            failed: s.step.is_failure(),
         })
         .collect();
-    serde_json::Value::Array(steps).to_string()
+    serde_json::to_string(&steps).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn headers_json(headers: &BTreeMap<String, String>) -> String {
@@ -201,16 +215,20 @@ fn position_at(row: &AnyRow, first: usize) -> Result<Position, sqlx::Error> {
     Ok(Position { topic: row.try_get(first)?, partition: partition as i32, offset: row.try_get(first + 2)? })
 }
 
-/// Every message kept for `order_id`.
+/// Every message kept for `order_id`, by time (those without one last), then position:
+/// the same order on both backends, whatever order they were written in.
 pub async fn events_of(conn: &mut AnyConnection, order_id: &str) -> Result<Vec<EventRecord>, sqlx::Error> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM board_events WHERE order_id = $1");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM board_events WHERE order_id = $1 \
+         ORDER BY time_ms IS NULL, time_ms, topic, kafka_partition, kafka_offset"
+    );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id.to_owned()).fetch_all(conn).await?;
     rows.iter().map(event_at).collect()
 }
 
 const DEAD_LETTER_COLUMNS: &str = "topic, kafka_partition, kafka_offset, original_topic, original_partition, \
      original_offset, consumer_group, error, attempts, first_failure_at, last_failure_at, last_failure_ms, \
-     order_id, event_id, event_type, trace_id, message_key, payload, headers";
+     order_id, event_id, event_type, trace_id, message_key, payload, headers, replayed_from";
 
 fn dead_letter_at(row: &AnyRow) -> Result<DeadLetterRecord, sqlx::Error> {
     let position = position_at(row, 0)?;
@@ -243,7 +261,7 @@ fn dead_letter_at(row: &AnyRow) -> Result<DeadLetterRecord, sqlx::Error> {
             reason: None,
             key: row.try_get(16)?,
             payload: row.try_get(17)?,
-            replayed_from: headers.get(shared_events::headers::REPLAYED_FROM).cloned(),
+            replayed_from: row.try_get(19)?,
             headers,
         },
         position,
@@ -267,7 +285,8 @@ pub async fn dead_letters(
 ) -> Result<Vec<DeadLetterRecord>, sqlx::Error> {
     let sql = format!(
         "SELECT {DEAD_LETTER_COLUMNS} FROM board_dead_letters \
-         ORDER BY last_failure_ms DESC, topic DESC, kafka_partition DESC, kafka_offset DESC LIMIT $1"
+         ORDER BY last_failure_ms IS NULL, last_failure_ms DESC, topic DESC, kafka_partition DESC, \
+         kafka_offset DESC LIMIT $1"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(conn).await?;
     rows.iter().map(dead_letter_at).collect()
@@ -409,7 +428,7 @@ pub async fn orders(conn: &mut AnyConnection, filter: &OrderFilter) -> Result<Ve
     let limit_at = texts.len() + 1 + usize::from(filter.stuck_before_ms.is_some());
     let sql = format!(
         "SELECT {ORDER_COLUMNS} FROM board_orders {filter_sql} \
-         ORDER BY created_ms DESC, order_id DESC LIMIT ${limit_at}"
+         ORDER BY created_ms IS NULL, created_ms DESC, order_id DESC LIMIT ${limit_at}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for value in texts {
@@ -446,7 +465,7 @@ pub async fn orders_by_id(conn: &mut AnyConnection, ids: &[Uuid]) -> Result<Vec<
     rows.iter().map(order_at).collect()
 }
 
-/// The sagas that settled since `since_ms`: how many, and their times sorted.
+/// The times of the sagas that settled since `since_ms`, shortest first.
 pub async fn settled_since(conn: &mut AnyConnection, since_ms: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT saga_ms FROM board_orders WHERE settled_ms >= $1 AND saga_ms IS NOT NULL ORDER BY saga_ms",

@@ -2,6 +2,10 @@
 //! the order's summary and `dead-letter` with the dead letter. Changes are gathered for a
 //! moment and each changed thing is sent once, as it is then: under load an order changes
 //! several times in a few milliseconds, and the page wants its state, not each step.
+//!
+//! A stream that falls behind the changes (or cannot read them) ends: the client
+//! reconnects and reads the lists afresh, rather than showing rows that went stale. It
+//! ends too when the service stops, so that a stop does not wait for the browser.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -36,12 +40,12 @@ pub async fn stream(
     State(board): State<Board>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = board.changes.listen();
+    let stopping = board.stopping.clone();
     let events = futures::stream::unfold((board, receiver), |(board, mut receiver)| async move {
         loop {
             let first = match receiver.recv().await {
                 Ok(change) => change,
-                // Fell behind: what it missed is in the views it reads next.
-                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Lagged(missed)) => return fell_behind(missed),
                 Err(RecvError::Closed) => return None,
             };
             tokio::time::sleep(GATHER).await;
@@ -49,7 +53,7 @@ pub async fn stream(
             loop {
                 match receiver.try_recv() {
                     Ok(change) => changes.push(change),
-                    Err(TryRecvError::Lagged(_)) => {}
+                    Err(TryRecvError::Lagged(missed)) => return fell_behind(missed),
                     Err(_) => break,
                 }
             }
@@ -58,11 +62,21 @@ pub async fn stream(
                     return Some((futures::stream::iter(events.into_iter().map(Ok)), (board, receiver)));
                 }
                 Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "cannot read the changes for the stream"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the changes: the stream ends, its client reconnects");
+                    return None;
+                }
             }
         }
     });
-    Sse::new(events.flatten()).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let events = events.flatten().take_until(stopping.cancelled_owned());
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Ends a stream that missed changes: its client reconnects and reads the lists again.
+fn fell_behind<T>(missed: u64) -> Option<T> {
+    tracing::info!(missed, "a stream fell behind the changes: it ends, its client reconnects");
+    None
 }
 
 /// The events of `changes`: each changed order and dead letter once, as it is now.

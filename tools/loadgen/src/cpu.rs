@@ -119,7 +119,8 @@ mod tests {
         let url = |name: &str| probe.metrics.iter().find(|(n, _)| *n == name).map(|(_, url)| url.as_str());
         assert_eq!(url("gateway"), Some("http://127.0.0.1:18080/metrics"));
         assert_eq!(url("notification-service"), Some("http://127.0.0.1:18085/metrics"));
-        assert_eq!(probe.metrics.len(), 6);
+        assert_eq!(url("saga-board"), Some("http://127.0.0.1:18086/metrics"));
+        assert_eq!(probe.metrics.len(), platform::registry::services().len(), "every registered service");
     }
 
     #[test]
