@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::changes::Changes;
+use crate::consumers::Consumers;
 use crate::domain::{Position, Status};
 use crate::record::{DeadLetterRecord, EventRecord};
 use crate::stats::{self, Stats};
@@ -45,6 +46,8 @@ pub struct Board {
     pub client: reqwest::Client,
     /// Cancelled when the service stops: open streams end.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Where the services' consumer groups stand (none when the readers could not be made).
+    pub consumers: Option<Consumers>,
 }
 
 /// The OpenAPI description of these routes.
@@ -200,6 +203,9 @@ struct TimelineEntry {
     error: Option<String>,
     consumer_group: Option<String>,
     attempts: Option<i32>,
+    /// The services whose consumer group has committed past it (events only; absent when
+    /// Kafka did not say).
+    consumed_by: Option<Vec<&'static str>>,
 }
 
 /// One order's saga with every message of it.
@@ -243,6 +249,7 @@ fn entry(event: &EventRecord, kind: &'static str) -> TimelineEntry {
         error: None,
         consumer_group: None,
         attempts: None,
+        consumed_by: None,
     }
 }
 
@@ -299,13 +306,30 @@ async fn order(
     if row.is_none() && events.is_empty() && letters.is_empty() {
         return Err(not_found());
     }
+    let positions: Vec<Position> = events.iter().map(|e| e.position.clone()).collect();
     let summary = row.map(|row| OrderSummary::of(row, STUCK_AFTER.as_millis() as i64));
     let trace_url = summary
         .as_ref()
         .and_then(|s| s.trace_id.as_ref())
         .zip(board.settings.zipkin_ui.as_ref())
         .map(|(trace, ui)| format!("{ui}/traces/{trace}"));
-    Ok(Json(OrderTimeline { summary, trace_url, timeline: timeline(events, letters) }).into_response())
+    let mut timeline = timeline(events, letters);
+    if let Some(consumers) = &board.consumers {
+        match consumers.of(positions).await {
+            Ok(mut passed) => {
+                for entry in timeline.iter_mut().filter(|e| e.kind == "EVENT") {
+                    let position = Position {
+                        topic: entry.topic.clone(),
+                        partition: entry.partition,
+                        offset: entry.offset,
+                    };
+                    entry.consumed_by = passed.remove(&position);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the consumer groups' offsets"),
+        }
+    }
+    Ok(Json(OrderTimeline { summary, trace_url, timeline }).into_response())
 }
 
 /// Where a replayed dead letter came back.

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod changes;
+pub mod consumers;
 pub mod domain;
 pub mod projection;
 pub mod record;
@@ -86,7 +87,11 @@ pub fn routes(settings: Settings, changes: Changes) -> impl FnOnce(&Context) -> 
         let kafka = context.config.kafka.clone();
         context.routes_on_db(|db| {
             let stopping = context.stopping.clone();
-            api::router(Board { db, kafka, settings, changes, client: reqwest::Client::new(), stopping })
+            let consumers = consumers::Consumers::new(&kafka)
+                .inspect_err(|error| tracing::error!(%error, "cannot read the consumer groups' offsets"))
+                .ok();
+            let client = reqwest::Client::new();
+            api::router(Board { db, kafka, settings, changes, client, stopping, consumers })
         })
     }
 }

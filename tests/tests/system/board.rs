@@ -141,6 +141,24 @@ async fn the_board_shows_every_kind_of_saga_and_a_rebuilt_board_shows_the_same()
         }
     }
 
+    // Who consumed each event, from the groups' committed offsets: inventory-service took
+    // order.created, and notification-service (which publishes nothing for its e-mails)
+    // took order.confirmed.
+    let consumed = |timeline: &Value, topic: &str, service: &str| {
+        timeline["timeline"].as_array().is_some_and(|entries| {
+            entries.iter().any(|e| {
+                e["topic"] == topic
+                    && e["consumedBy"].as_array().is_some_and(|by| by.iter().any(|s| s == service))
+            })
+        })
+    };
+    until(&live, &format!("/api/board/orders/{confirmed}"), "each event consumed by its services", |t| {
+        consumed(t, "order.created", "inventory-service")
+            && consumed(t, "payment.completed", "order-service")
+            && consumed(t, "order.confirmed", "notification-service")
+    })
+    .await;
+
     // The poison message: dead-lettered by inventory-service, shown, replayed, back again.
     let poisoned = |letters: &Value| -> Vec<Value> {
         let all = letters.as_array().expect("dead letters");

@@ -506,6 +506,8 @@ function entry(e) {
     ['ceId', e.eventId], ['ceType', e.eventType], ['source', e.source], ['key', e.key],
     ['trace', e.traceId], ['consumer group', e.consumerGroup], ['attempts', e.attempts],
     ['replayed from', e.replayedFrom],
+    // Which services' consumer groups have committed past it: where a stuck saga stopped.
+    ['consumed by', e.consumedBy ? e.consumedBy.join(', ') || 'no one yet' : null],
   ].filter(([, value]) => value !== null && value !== undefined);
   const headers = Object.entries(e.headers ?? {});
   return h('li', { class: `entry${dead ? ' dead' : ''}`, 'data-kind': e.kind, 'data-topic': e.topic },
