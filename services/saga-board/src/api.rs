@@ -136,6 +136,16 @@ struct OrdersQuery {
     limit: Option<i64>,
 }
 
+/// A list's `limit`: `default` when absent, 1 to 500 when given.
+fn limit(given: Option<i64>, default: i64) -> Result<i64, Problem> {
+    let limit = given.unwrap_or(default);
+    if (1..=500).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Problem::invalid("limit", "must be within 1..=500"))
+    }
+}
+
 /// The orders, newest first.
 #[utoipa::path(get, path = "/api/board/orders", tag = "board", params(OrdersQuery),
     responses((status = 200, description = "OK", body = Vec<OrderSummary>),
@@ -152,10 +162,7 @@ async fn orders(
         Some(text) => Some(Status::from_str(text).map_err(|e| Problem::invalid("status", e))?),
         None => None,
     };
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(Problem::invalid("limit", "must be within 1..=500"));
-    }
+    let limit = limit(query.limit, 50)?;
     let stuck_after_ms = match query.stuck {
         Some(seconds) if (1..=604_800).contains(&seconds) => Some(seconds * 1000),
         Some(_) => return Err(Problem::invalid("stuck", "must be within 1..=604800 seconds")),
@@ -439,10 +446,7 @@ async fn dead_letters(
     State(board): State<Board>,
     Query(query): Query<DeadLettersQuery>,
 ) -> Result<Json<Vec<DeadLetterView>>, Problem> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(Problem::invalid("limit", "must be within 1..=500"));
-    }
+    let limit = limit(query.limit, 100)?;
     let mut conn = board.db.pool().acquire().await?;
     let letters = store::dead_letters(&mut conn, limit).await?;
     Ok(Json(dead_letter_views(&mut conn, letters).await?))

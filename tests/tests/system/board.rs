@@ -119,6 +119,11 @@ async fn the_board_shows_every_kind_of_saga_and_a_rebuilt_board_shows_the_same()
     let filtered = get(&live, "/api/board/orders?reason=INSUFFICIENT_FUNDS&limit=500").await;
     let filtered: Vec<&Value> = filtered.as_array().expect("orders").iter().map(|o| &o["orderId"]).collect();
     assert_eq!(filtered, [&json!(unpaid)]);
+    for refused in ["limit=0", "limit=501", "status=LOST", "stuck=0"] {
+        let url = format!("{}/api/board/orders?{refused}", live.service.base_url);
+        let answer = admin_client().get(url).send().await.expect("GET the board");
+        assert_eq!(answer.status(), 422, "{refused} is refused, naming the field");
+    }
 
     // One order's timeline: every event with where it was, its headers and its trace.
     let timeline = get(&live, &format!("/api/board/orders/{confirmed}")).await;
