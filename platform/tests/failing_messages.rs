@@ -62,11 +62,11 @@ impl Handler<OrderCreated> for Notify {
 async fn produce(producer: &FutureProducer, topic: &str, wave: &str, count: usize, fail_every: usize) {
     let sends = (0..count).map(|i| {
         let quantity = if fail_every > 0 && i % fail_every == 0 { FAILS } else { 1 };
-        let event = OrderCreated {
-            order_id: Uuid::new_v4(),
-            user_id: Uuid::nil(),
-            items: vec![OrderItem { sku: "SKU".into(), quantity }],
-        };
+        let event = OrderCreated::placed(
+            Uuid::new_v4(),
+            Uuid::nil(),
+            vec![OrderItem { sku: "SKU".into(), quantity }],
+        );
         let payload = serde_json::to_string(&event).expect("json");
         let key = format!("{wave}-{}", i % 24);
         let id = Uuid::new_v4().to_string();

@@ -57,11 +57,7 @@ impl Handler<OrderCreated> for RecordSampling {
 }
 
 fn order() -> OrderCreated {
-    OrderCreated {
-        order_id: Uuid::new_v4(),
-        user_id: Uuid::nil(),
-        items: vec![OrderItem { sku: "S".into(), quantity: 1 }],
-    }
+    OrderCreated::placed(Uuid::new_v4(), Uuid::nil(), vec![OrderItem { sku: "S".into(), quantity: 1 }])
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -81,11 +81,11 @@ async fn one_trace_crosses_the_outbox_kafka_and_the_consumer() {
     let trace_id = root.context().span().span_context().trace_id().to_string();
     async {
         let mut tx = db.begin_write().await.expect("begin");
-        let order = OrderCreated {
-            order_id: Uuid::new_v4(),
-            user_id: Uuid::nil(),
-            items: vec![OrderItem { sku: "S".into(), quantity: 1 }],
-        };
+        let order = OrderCreated::placed(
+            Uuid::new_v4(),
+            Uuid::nil(),
+            vec![OrderItem { sku: "S".into(), quantity: 1 }],
+        );
         tx.publish_to(&topic, &order).await.expect("enqueue");
         tx.commit().await.expect("commit");
     }
@@ -114,7 +114,7 @@ async fn one_trace_crosses_the_outbox_kafka_and_the_consumer() {
     assert_eq!(send["kind"], "PRODUCER");
     assert_eq!(process["kind"], "CONSUMER");
     assert_eq!(process["tags"]["messaging.destination.name"], topic.as_str());
-    assert_eq!(process["tags"]["cloudevents.event_type"], "order.created.v1");
+    assert_eq!(process["tags"]["cloudevents.event_type"], "order.created.v2");
     assert!(process["tags"]["messaging.kafka.offset"].is_string());
     for span in [&root, &send, &process] {
         assert_eq!(span["localEndpoint"]["serviceName"], service());

@@ -106,6 +106,10 @@ pub struct UserSignedUp {
 }
 
 /// An order was accepted and awaits stock (topic `order.created`, key orderId).
+///
+/// Version 2 added the currency and the channel. A version 1 event (still in the topic
+/// from before an upgrade) is read with the currency [`OrderCreated::V1_CURRENCY`] and
+/// the channel [`OrderCreated::V1_CHANNEL`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCreated {
@@ -115,6 +119,22 @@ pub struct OrderCreated {
     pub user_id: Uuid,
     /// What was ordered.
     pub items: Vec<OrderItem>,
+    /// The currency of its prices, ISO 4217 (since v2).
+    pub currency: String,
+    /// Where it was placed: `api` for the HTTP API (since v2).
+    pub channel: String,
+}
+
+impl OrderCreated {
+    /// The currency of the events before v2: the only one the system had.
+    pub const V1_CURRENCY: &'static str = "EUR";
+    /// The channel of the events before v2, which did not say.
+    pub const V1_CHANNEL: &'static str = "unknown";
+
+    /// An order placed through the HTTP API, in the system's currency.
+    pub fn placed(order_id: Uuid, user_id: Uuid, items: Vec<OrderItem>) -> Self {
+        Self { order_id, user_id, items, currency: Self::V1_CURRENCY.to_owned(), channel: "api".to_owned() }
+    }
 }
 
 /// Every item of an order is reserved (topic `inventory.reserved`).
@@ -271,7 +291,23 @@ macro_rules! event {
 }
 
 event!(UserSignedUp, topics::USER_SIGNED_UP, "user.signed-up.v1", |e| e.user_id);
-event!(OrderCreated, topics::ORDER_CREATED, "order.created.v1", |e| e.order_id);
+
+impl Event for OrderCreated {
+    const TOPIC: &'static str = topics::ORDER_CREATED;
+    const TYPE: &'static str = "order.created.v2";
+    const OLDEST_VERSION: u32 = 1;
+
+    fn key(&self) -> String {
+        self.order_id.to_string()
+    }
+
+    fn upcast(version: u32, payload: &mut serde_json::Map<String, serde_json::Value>) {
+        if version < 2 {
+            payload.entry("currency").or_insert_with(|| Self::V1_CURRENCY.into());
+            payload.entry("channel").or_insert_with(|| Self::V1_CHANNEL.into());
+        }
+    }
+}
 event!(InventoryReserved, topics::INVENTORY_RESERVED, "inventory.reserved.v1", |e| e.order_id);
 event!(InventoryRejected, topics::INVENTORY_REJECTED, "inventory.rejected.v1", |e| e.order_id);
 event!(PaymentCompleted, topics::PAYMENT_COMPLETED, "payment.completed.v1", |e| e.order_id);
@@ -337,10 +373,34 @@ mod tests {
     }
 
     #[test]
+    fn a_v1_order_created_is_read_as_v2_with_the_defaults_and_v2_as_it_is() {
+        let v1 = r#"{"orderId":"00000000-0000-0000-0000-000000000001",
+                     "userId":"00000000-0000-0000-0000-000000000002","items":[]}"#;
+        let mut payload: serde_json::Map<String, serde_json::Value> = serde_json::from_str(v1).expect("json");
+        assert!(
+            serde_json::from_value::<OrderCreated>(payload.clone().into()).is_err(),
+            "v1 lacks v2's fields"
+        );
+        OrderCreated::upcast(1, &mut payload);
+        let read: OrderCreated = serde_json::from_value(payload.into()).expect("upcast");
+        assert_eq!((read.currency.as_str(), read.channel.as_str()), ("EUR", "unknown"));
+
+        let v2 = OrderCreated { currency: "CHF".into(), ..OrderCreated::placed(id(1), id(2), vec![]) };
+        let mut payload = match serde_json::to_value(&v2).expect("json") {
+            serde_json::Value::Object(map) => map,
+            other => panic!("an object, not {other}"),
+        };
+        OrderCreated::upcast(2, &mut payload);
+        assert_eq!(serde_json::from_value::<OrderCreated>(payload.into()).expect("v2"), v2);
+        assert_eq!(crate::name_and_version("order.created.v2"), Some(("order.created", 2)));
+        assert_eq!(crate::name_and_version("order.created"), None);
+    }
+
+    #[test]
     fn every_event_names_its_topic_type_and_key() {
-        let created = OrderCreated { order_id: id(7), user_id: id(8), items: vec![] };
+        let created = OrderCreated::placed(id(7), id(8), vec![]);
         assert_eq!(OrderCreated::TOPIC, "order.created");
-        assert_eq!(OrderCreated::TYPE, "order.created.v1");
+        assert_eq!(OrderCreated::TYPE, "order.created.v2");
         assert_eq!(created.key(), id(7).to_string());
         let signed_up = UserSignedUp { user_id: id(9), email: "a@b.c".into(), name: "A".into() };
         assert_eq!(signed_up.key(), id(9).to_string());

@@ -126,10 +126,20 @@ impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
     }
 
     async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError> {
-        let meta = event_meta(incoming, E::TYPE)?;
+        let (meta, version) = event_meta::<E>(incoming)?;
         let payload = incoming.message.payload().ok_or_else(|| HandlerError::permanent("empty message"))?;
-        let event: E = serde_json::from_slice(payload)
-            .map_err(|e| HandlerError::permanent(format!("payload is not a valid {}: {e}", E::TYPE)))?;
+        let invalid = |e: serde_json::Error| {
+            HandlerError::permanent(format!("payload is not a valid {}: {e}", meta.event_type))
+        };
+        let event: E = if version == current_version::<E>() {
+            serde_json::from_slice(payload).map_err(invalid)?
+        } else {
+            // An older version, read through the event's one upcaster.
+            let mut fields: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(payload).map_err(invalid)?;
+            E::upcast(version, &mut fields);
+            serde_json::from_value(fields.into()).map_err(invalid)?
+        };
         self.handler.handle(event, &meta, tx).await
     }
 }
@@ -143,19 +153,38 @@ fn event_id(incoming: &Incoming<'_>) -> Result<Uuid, HandlerError> {
         .map_err(|e| HandlerError::permanent(format!("ce_id is not a UUID: {e}")))
 }
 
-/// The CloudEvents metadata of a message, checked against the type its topic carries.
-fn event_meta(incoming: &Incoming<'_>, expected: &str) -> Result<EventMeta, HandlerError> {
+/// The version `E` is published as now.
+fn current_version<E: Event>() -> u32 {
+    shared_events::name_and_version(E::TYPE).map_or(1, |(_, version)| version)
+}
+
+/// The CloudEvents metadata of a message and the version of its type, checked against
+/// the versions of `E` this consumer reads: a version it does not know (a newer producer
+/// deployed before its consumers) is a permanent failure that names it, so the message
+/// waits in the dead-letter topic for a consumer that reads it.
+fn event_meta<E: Event>(incoming: &Incoming<'_>) -> Result<(EventMeta, u32), HandlerError> {
     let Incoming { headers, delivery, .. } = incoming;
     let id = event_id(incoming)?;
     let event_type =
         headers.get(headers::CE_TYPE).ok_or_else(|| HandlerError::permanent("no ce_type header"))?;
-    if event_type != expected {
+    let current = current_version::<E>();
+    let expected = E::TYPE.rsplit_once(".v").map_or(E::TYPE, |(name, _)| name);
+    let versions = format!("{expected}.v{} to v{current}", E::OLDEST_VERSION);
+    let version = match shared_events::name_and_version(event_type) {
+        Some((name, version)) if name == expected => version,
+        _ => {
+            return Err(HandlerError::permanent(format!(
+                "unknown event type {event_type} on {} (expected {versions})",
+                delivery.topic
+            )));
+        }
+    };
+    if !(E::OLDEST_VERSION..=current).contains(&version) {
         return Err(HandlerError::permanent(format!(
-            "unknown event type {event_type} on {} (expected {expected})",
-            delivery.topic
+            "{event_type}: version {version} is not one this consumer reads ({versions})"
         )));
     }
-    Ok(EventMeta {
+    let meta = EventMeta {
         id,
         event_type: event_type.clone(),
         source: headers.get(headers::CE_SOURCE).cloned(),
@@ -166,7 +195,8 @@ fn event_meta(incoming: &Incoming<'_>, expected: &str) -> Result<EventMeta, Hand
         attempt: delivery.attempt,
         last_attempt: delivery.last_attempt,
         headers: headers.clone(),
-    })
+    };
+    Ok((meta, version))
 }
 
 struct Raw<H> {

@@ -31,11 +31,11 @@ pub fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
 
 /// An `OrderCreated` of one line of `quantity`, as JSON.
 pub fn order_json(quantity: u32) -> String {
-    serde_json::to_string(&OrderCreated {
-        order_id: Uuid::new_v4(),
-        user_id: Uuid::nil(),
-        items: vec![OrderItem { sku: "SKU".into(), quantity }],
-    })
+    serde_json::to_string(&OrderCreated::placed(
+        Uuid::new_v4(),
+        Uuid::nil(),
+        vec![OrderItem { sku: "SKU".into(), quantity }],
+    ))
     .expect("json")
 }
 
@@ -55,12 +55,17 @@ impl Handler<OrderCreated> for RefusesThirteen {
 
 /// Produces a message straight to Kafka, as another service's relay would.
 async fn produce(topic: &str, key: &str, payload: &str, event_id: Uuid) {
+    produce_as(topic, key, payload, event_id, "order.created.v1").await;
+}
+
+/// The same, of CloudEvents type `event_type`.
+async fn produce_as(topic: &str, key: &str, payload: &str, event_id: Uuid, event_type: &str) {
     let producer: FutureProducer =
         platform::kafka::client_config(&kafka_config(), "platform-test").create().expect("producer");
     let id = event_id.to_string();
     let headers = OwnedHeaders::new()
         .insert(Header { key: "ce_id", value: Some(&id) })
-        .insert(Header { key: "ce_type", value: Some("order.created.v1") })
+        .insert(Header { key: "ce_type", value: Some(event_type) })
         .insert(Header { key: "ce_source", value: Some("platform-test") });
     producer
         .send(FutureRecord::to(topic).key(key).payload(payload).headers(headers), Duration::from_secs(10))
@@ -169,21 +174,25 @@ async fn a_message_without_an_event_id_or_of_an_unknown_type_is_dead_lettered_at
     let producer: FutureProducer =
         platform::kafka::client_config(&kafka_config(), "platform-test").create().expect("producer");
     let id = Uuid::new_v4().to_string();
-    let unknown_type = OwnedHeaders::new()
-        .insert(Header { key: "ce_id", value: Some(&id) })
-        .insert(Header { key: "ce_type", value: Some("order.created.v9") });
+    let typed = |event_type| {
+        OwnedHeaders::new()
+            .insert(Header { key: "ce_id", value: Some(&id) })
+            .insert(Header { key: "ce_type", value: Some(event_type) })
+    };
     for record in [
         FutureRecord::to(&topic).key("a").payload(&order_json(1)),
-        FutureRecord::to(&topic).key("a").payload(&order_json(2)).headers(unknown_type),
+        FutureRecord::to(&topic).key("a").payload(&order_json(2)).headers(typed("order.created.v9")),
+        FutureRecord::to(&topic).key("a").payload(&order_json(3)).headers(typed("payment.completed.v1")),
     ] {
         producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("produced");
     }
-    let dlt = dead_letters_when(&topic, 2).await;
+    let dlt = dead_letters_when(&topic, 3).await;
     stop.cancel();
     running.await.expect("consumer").expect("no worker died");
     let errors: Vec<String> = dlt.iter().map(|m| headers_of(m)["dlt_error"].clone()).collect();
     assert!(errors[0].contains("no ce_id header"), "{errors:?}");
-    assert!(errors[1].contains("unknown event type order.created.v9"), "{errors:?}");
+    assert!(errors[1].contains("order.created.v9: version 9 is not one this consumer reads"), "{errors:?}");
+    assert!(errors[2].contains("unknown event type payment.completed.v1"), "{errors:?}");
     assert!(effects(&db).await.is_empty());
 }
 
@@ -315,4 +324,58 @@ async fn messages_fetched_together_are_applied_once_each_in_order_and_share_a_tr
         Backend::Postgres => assert_eq!(metric(&topic, "consumer_batch_size_count"), 0.0),
     }
     assert_eq!(metric(&topic, "consumer_batch_fallbacks_total"), 0.0);
+}
+
+/// Records each order's currency and channel.
+struct RecordsVersionFields;
+
+#[async_trait::async_trait]
+impl Handler<OrderCreated> for RecordsVersionFields {
+    async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
+        record_effect(tx, format!("{}/{}", event.currency, event.channel)).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_v1_and_a_v2_event_are_both_applied_and_an_unknown_version_goes_to_the_dlt_naming_it() {
+    let (_database, db) = database().await;
+    let topic = topic("it.consumer.versions").await;
+    let (stop, running) =
+        consume(&db, Subscriptions::new().on_topic::<OrderCreated>(&topic, RecordsVersionFields)).await;
+    // As order-service wrote it before v2: no currency, no channel.
+    let v1 = format!(
+        r#"{{"orderId":"{}","userId":"{}","items":[{{"sku":"SKU","quantity":1}}]}}"#,
+        Uuid::new_v4(),
+        Uuid::nil()
+    );
+    produce_as(&topic, "k", &v1, Uuid::new_v4(), "order.created.v1").await;
+    let v2 = OrderCreated {
+        currency: "CHF".into(),
+        channel: "web".into(),
+        ..OrderCreated::placed(
+            Uuid::new_v4(),
+            Uuid::nil(),
+            vec![OrderItem { sku: "SKU".into(), quantity: 1 }],
+        )
+    };
+    let v2 = serde_json::to_string(&v2).expect("json");
+    produce_as(&topic, "k", &v2, Uuid::new_v4(), "order.created.v2").await;
+    // From a producer newer than this consumer.
+    produce_as(&topic, "k", &v2, Uuid::new_v4(), "order.created.v3").await;
+
+    let dlt = dead_letters_when(&topic, 1).await;
+    eventually(Duration::from_secs(30), "v1 and v2 applied", || async { effects(&db).await.len() >= 2 })
+        .await;
+    stop.cancel();
+    running.await.expect("consumer").expect("no worker died");
+    assert_eq!(effects(&db).await, ["EUR/unknown", "CHF/web"], "v1 read with v2's defaults, v2 as it is");
+    let error = &headers_of(&dlt[0])["dlt_error"];
+    assert!(
+        error.contains("order.created.v3")
+            && error.contains("version 3")
+            && error.contains("order.created.v1 to v2"),
+        "{error}"
+    );
+    assert_eq!(headers_of(&dlt[0])["dlt_attempts"], "1", "never retried: no attempt can read it");
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::support::{consume, database, effects, eventually, relay, topic};
 
 fn order(order_id: Uuid, quantity: u32) -> OrderCreated {
-    OrderCreated { order_id, user_id: Uuid::nil(), items: vec![OrderItem { sku: "SKU".into(), quantity }] }
+    OrderCreated::placed(order_id, Uuid::nil(), vec![OrderItem { sku: "SKU".into(), quantity }])
 }
 
 /// Records each applied event's quantity as an effect, keyed by a fresh id in apply order.
@@ -60,7 +60,7 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
     assert_eq!(message.key(), Some(order_id.to_string().as_bytes()));
     let headers = crate::consumer::headers_of(message);
     assert_eq!(headers["ce_id"], event_id.to_string());
-    assert_eq!(headers["ce_type"], "order.created.v1");
+    assert_eq!(headers["ce_type"], "order.created.v2");
     assert_eq!(headers["ce_source"], "platform-test");
     assert_eq!(headers["ce_specversion"], "1.0");
     assert_eq!(headers["content-type"], "application/json");

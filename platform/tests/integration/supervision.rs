@@ -51,11 +51,8 @@ async fn a_dead_consumer_worker_stops_the_service_with_why_and_its_message_is_ap
 
     let app = Application::build(&spec, config.clone(), |_| axum::Router::new()).await.expect("starts");
     let running = tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let order = OrderCreated {
-        order_id: Uuid::new_v4(),
-        user_id: Uuid::nil(),
-        items: vec![OrderItem { sku: "SKU".into(), quantity: 1 }],
-    };
+    let order =
+        OrderCreated::placed(Uuid::new_v4(), Uuid::nil(), vec![OrderItem { sku: "SKU".into(), quantity: 1 }]);
     let producer: FutureProducer =
         platform::kafka::client_config(&kafka_config(), "supervision-test").create().expect("producer");
     let id = Uuid::new_v4().to_string();

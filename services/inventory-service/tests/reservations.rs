@@ -47,7 +47,7 @@ impl Inventory {
 
 fn order(order_id: Uuid, user_id: Uuid, items: &[(&str, u32)]) -> OrderCreated {
     let items = items.iter().map(|(sku, quantity)| OrderItem { sku: (*sku).to_owned(), quantity: *quantity });
-    OrderCreated { order_id, user_id, items: items.collect() }
+    OrderCreated::placed(order_id, user_id, items.collect())
 }
 
 #[tokio::test]

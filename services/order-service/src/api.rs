@@ -152,7 +152,7 @@ async fn create(mut tx: Tx, order: NewOrder) -> Result<(Tx, StoredResponse), Pro
     // other services append to their indexes rather than land on a random page.
     let id = Uuid::now_v7();
     let created = store::insert(&mut tx, id, order.user_id, &order.items, now_ms()).await?;
-    tx.publish(&OrderCreated { order_id: id, user_id: order.user_id, items: order.items }).await?;
+    tx.publish(&OrderCreated::placed(id, order.user_id, order.items)).await?;
     // One per order: at debug, like every per-message line (RUST_LOG=order_service=debug).
     tracing::debug!(order_id = %id, "order placed");
     let response = StoredResponse::json(

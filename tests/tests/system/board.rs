@@ -131,7 +131,7 @@ async fn the_board_shows_every_kind_of_saga_and_a_rebuilt_board_shows_the_same()
     assert_eq!(entries.len(), 4, "{timeline:#}");
     assert_eq!(entries[0]["topic"], "order.created");
     assert_eq!(entries[0]["payload"]["orderId"], confirmed.as_str());
-    assert_eq!(entries[0]["headers"]["ce_type"], "order.created.v1");
+    assert_eq!(entries[0]["headers"]["ce_type"], "order.created.v2");
     assert!(entries[3]["hopMillis"].as_i64().is_some(), "{timeline:#}");
     // Services under test export no spans, so their events carry no trace context; the
     // browser test follows the link to Zipkin on the system as run.sh starts it.
