@@ -51,18 +51,31 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
     headers.iter().filter(|(name, _)| !hop_by_hop(name)).map(|(n, v)| (n.clone(), v.clone())).collect()
 }
 
-/// Forwards one request.
-pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
-    let path = request.uri().path().to_owned();
-    let Some((service, base)) = proxy.upstreams.for_path(&path) else {
-        return Problem::not_found(format!("no service serves {path}")).into_response();
+/// The service that serves `request` and the URL there; a 404 problem when none does.
+pub(crate) fn target(proxy: &Proxy, request: &Request) -> Result<(&'static str, String), Problem> {
+    let path = request.uri().path();
+    let Some((service, base)) = proxy.upstreams.for_path(path) else {
+        return Err(Problem::not_found(format!("no service serves {path}")));
     };
-    let path_and_query = request.uri().path_and_query().map_or(path.clone(), |pq| pq.as_str().to_owned());
-    let method = request.method().clone();
-    let mut headers = forwardable(request.headers());
-    // The gateway's own server span is the parent of the service's.
+    let path_and_query = request.uri().path_and_query().map_or(path, |pq| pq.as_str());
+    Ok((service, format!("{base}{path_and_query}")))
+}
+
+/// Adds the trace context: the gateway's own server span is the parent of the service's.
+pub(crate) fn with_trace_context(mut headers: HeaderMap) -> HeaderMap {
     TraceContextPropagator::new()
         .inject_context(&tracing::Span::current().context(), &mut HeaderInjector(&mut headers));
+    headers
+}
+
+/// Forwards one request.
+pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
+    let (service, url) = match target(&proxy, &request) {
+        Ok(target) => target,
+        Err(not_found) => return not_found.into_response(),
+    };
+    let method = request.method().clone();
+    let headers = with_trace_context(forwardable(request.headers()));
     let body = match to_bytes(request.into_body(), MAX_BODY).await {
         Ok(body) => body,
         Err(_) => {
@@ -71,14 +84,8 @@ pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         }
     };
     let started = std::time::Instant::now();
-    let sent = proxy
-        .client
-        .request(method, format!("{base}{path_and_query}"))
-        .headers(headers)
-        .body(body)
-        .timeout(proxy.timeout)
-        .send()
-        .await;
+    let sent =
+        proxy.client.request(method, url).headers(headers).body(body).timeout(proxy.timeout).send().await;
     match sent {
         Ok(answer) => {
             let status = answer.status();
@@ -99,7 +106,7 @@ pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
 }
 
 /// 504 when the service was too slow, 502 when it could not be reached or answered badly.
-fn unavailable(service: &'static str, error: &reqwest::Error, timeout: Duration) -> Response {
+pub(crate) fn unavailable(service: &'static str, error: &reqwest::Error, timeout: Duration) -> Response {
     tracing::warn!(service, %error, "upstream failed");
     metrics::upstream_failed(service, if error.is_timeout() { "timeout" } else { "unavailable" });
     let problem = if error.is_timeout() {

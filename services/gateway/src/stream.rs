@@ -10,16 +10,11 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry_http::HeaderInjector;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use platform::metrics;
-use platform::problem::Problem;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::proxy::Proxy;
+use crate::proxy::{self, Proxy};
 
 /// The saga board's event stream, the one stream behind the gateway.
 pub const BOARD_STREAM: &str = "/api/board/stream";
@@ -33,17 +28,14 @@ const ANSWER_HEADERS: &[&str] = &["content-type", "cache-control", "www-authenti
 
 /// Forwards one stream request to the service that owns its path.
 pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
-    let path = request.uri().path().to_owned();
-    let Some((service, base)) = proxy.upstreams.for_path(&path) else {
-        return Problem::not_found(format!("no service serves {path}")).into_response();
+    let (service, url) = match proxy::target(&proxy, &request) {
+        Ok(target) => target,
+        Err(not_found) => return not_found.into_response(),
     };
-    let path_and_query = request.uri().path_and_query().map_or(path.clone(), |pq| pq.as_str().to_owned());
-    let mut headers = pick(request.headers(), REQUEST_HEADERS);
-    TraceContextPropagator::new()
-        .inject_context(&tracing::Span::current().context(), &mut HeaderInjector(&mut headers));
+    let headers = proxy::with_trace_context(pick(request.headers(), REQUEST_HEADERS));
     let started = std::time::Instant::now();
     // No `.timeout(...)`: reqwest's would end the body too.
-    match proxy.client.get(format!("{base}{path_and_query}")).headers(headers).send().await {
+    match proxy.client.get(url).headers(headers).send().await {
         Ok(answer) => {
             let status = answer.status();
             metrics::upstream_answered(service, status.as_u16(), started.elapsed().as_secs_f64());
@@ -53,14 +45,7 @@ pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
             *response.headers_mut() = headers;
             response
         }
-        Err(error) => {
-            tracing::warn!(service, %error, "upstream stream failed");
-            metrics::upstream_failed(service, "unavailable");
-            let problem = Problem::new(StatusCode::BAD_GATEWAY, Some(format!("{service} is unavailable")));
-            let mut response = problem.into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            response
-        }
+        Err(error) => proxy::unavailable(service, &error, proxy.timeout),
     }
 }
 
