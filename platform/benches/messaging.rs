@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use platform::config::RetryPolicy;
-use platform::consumer::{EventConsumer, EventMeta, Handler, HandlerError, Subscriptions, WorkerDied};
+use platform::consumer::{ConsumerDied, EventConsumer, EventMeta, Handler, HandlerError, Subscriptions};
 use platform::db::{Db, Tx};
 use platform::outbox::{Relay, RelayConfig};
 use serde::{Deserialize, Serialize};
@@ -113,7 +113,7 @@ async fn rig(backend: TestBackend) -> Rig {
 }
 
 impl Rig {
-    async fn consumer(&self) -> (CancellationToken, tokio::task::JoinHandle<Result<(), WorkerDied>>) {
+    async fn consumer(&self) -> (CancellationToken, tokio::task::JoinHandle<Result<(), ConsumerDied>>) {
         let subscriptions = Subscriptions::new().on_topic::<BenchEvent>(
             &self.topic,
             Measure { latencies: self.latencies.clone(), handled: self.handled.clone() },

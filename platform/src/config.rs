@@ -48,6 +48,12 @@ pub struct KafkaConfig {
     /// `KAFKA_TOPIC_PREFIX`: put before every topic name, so that environments (or tests)
     /// can share a cluster without sharing topics. Empty by default.
     pub topic_prefix: String,
+    /// `KAFKA_GROUP_INSTANCE_ID`: this instance's stable name in its consumer group
+    /// (static membership). An instance restarted under the same name takes its
+    /// partitions back at once, without a rebalance; unset, each start joins as a new
+    /// member and the group waits out the old one's session first. Two running instances
+    /// must never share one: the broker fences the older, which then stops.
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -211,14 +217,13 @@ impl ServiceConfig {
         )?;
         let topic_partitions = vars.number("KAFKA_TOPIC_PARTITIONS", 3, 1..=10_000, WHOLE)?;
         let replication_factor = vars.number("KAFKA_REPLICATION_FACTOR", 1, 1..=16, WHOLE)?;
-        let topic_prefix = vars.parse("KAFKA_TOPIC_PREFIX", String::new, |v| {
-            if v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) && v.len() <= 100
-            {
-                Ok(v.to_owned())
-            } else {
-                Err("expected up to 100 of a-z A-Z 0-9 . _ -".to_owned())
-            }
-        })?;
+        let topic_prefix = vars.parse("KAFKA_TOPIC_PREFIX", String::new, kafka_name)?;
+        // Empty is none, as unset.
+        let group_instance_id = vars.parse(
+            "KAFKA_GROUP_INSTANCE_ID",
+            || None,
+            |v| kafka_name(v).map(|name| Some(name).filter(|name| !name.is_empty())),
+        )?;
         let zipkin_endpoint = vars.parse(
             "ZIPKIN_ENDPOINT",
             || Some("http://127.0.0.1:9411/api/v2/spans".to_owned()),
@@ -259,11 +264,28 @@ impl ServiceConfig {
             jwks_url,
             http_addr,
             database_url,
-            kafka: KafkaConfig { bootstrap_servers, topic_partitions, replication_factor, topic_prefix },
+            kafka: KafkaConfig {
+                bootstrap_servers,
+                topic_partitions,
+                replication_factor,
+                topic_prefix,
+                group_instance_id,
+            },
             zipkin_endpoint,
             trace_sampler,
             retry,
         })
+    }
+}
+
+/// `value` if it may stand in a Kafka topic or member name (up to 100 of a-z A-Z 0-9 . _ -,
+/// empty too), or the rule it breaks: for [`Env::parse`].
+fn kafka_name(value: &str) -> Result<String, String> {
+    if value.len() <= 100 && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        Ok(value.to_owned())
+    } else {
+        Err("expected up to 100 of a-z A-Z 0-9 . _ -".to_owned())
     }
 }
 
@@ -402,6 +424,7 @@ mod tests {
         assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
         assert_eq!(config.kafka.topic_partitions, 3);
         assert_eq!(config.kafka.replication_factor, 1);
+        assert_eq!(config.kafka.group_instance_id, None);
         assert_eq!(config.zipkin_endpoint.as_deref(), Some("http://127.0.0.1:9411/api/v2/spans"));
         assert_eq!(config.retry, RetryPolicy::default());
     }
@@ -415,6 +438,7 @@ mod tests {
             ("KAFKA_TOPIC_PARTITIONS", "6"),
             ("KAFKA_REPLICATION_FACTOR", "3"),
             ("KAFKA_TOPIC_PREFIX", "staging."),
+            ("KAFKA_GROUP_INSTANCE_ID", "order-service-2"),
             ("ZIPKIN_ENDPOINT", ""),
             ("RETRY_MAX_ATTEMPTS", "3"),
             ("RETRY_BACKOFF_MS", "10"),
@@ -427,6 +451,7 @@ mod tests {
         assert_eq!(config.kafka.replication_factor, 3);
         assert_eq!(config.kafka.topic("order.created"), "staging.order.created");
         assert_eq!(config.kafka.contract_name("staging.order.created"), "order.created");
+        assert_eq!(config.kafka.group_instance_id.as_deref(), Some("order-service-2"));
         assert_eq!(config.zipkin_endpoint, None);
         assert_eq!(
             config.retry,
@@ -443,6 +468,7 @@ mod tests {
             ("KAFKA_TOPIC_PARTITIONS", "0"),
             ("KAFKA_REPLICATION_FACTOR", "three"),
             ("KAFKA_TOPIC_PREFIX", "a b"),
+            ("KAFKA_GROUP_INSTANCE_ID", "two words"),
             ("ZIPKIN_ENDPOINT", "127.0.0.1:9411"),
             ("RETRY_MAX_ATTEMPTS", "-1"),
             ("RETRY_BACKOFF_MS", "soon"),

@@ -295,6 +295,11 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
+    /// The engine it runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// What to end a `SELECT` with to lock the rows it reads until commit: `FOR UPDATE` on
     /// PostgreSQL, nothing on SQLite, where this transaction already excludes every other
     /// writer.

@@ -42,6 +42,7 @@ pub fn kafka_config() -> KafkaConfig {
         topic_partitions: 3,
         replication_factor,
         topic_prefix: String::new(),
+        group_instance_id: None,
     }
 }
 

@@ -10,8 +10,9 @@
 //! Partitions are worked concurrently, each in order. On SQLite the messages already
 //! fetched for a partition are applied in one transaction, and one by one only when one
 //! of them fails (see [`EventConsumer::process_batch`]). A worker that dies (a panic)
-//! ends the consumer with [`WorkerDied`], so the service stops and is restarted rather
-//! than leave its partition unconsumed. A handler error that may pass
+//! ends the consumer with [`ConsumerDied`], so the service stops and is restarted rather
+//! than leave its partition unconsumed; so does a client error that cannot pass (another
+//! instance joined under this one's static name). A handler error that may pass
 //! ([`HandlerError::Transient`]) sends the message to the retry topic of its attempt,
 //! `<group>.retry-<n>` (one per attempt, shared by every topic the group consumes), whose
 //! messages wait out the backoff before they run again, so the original partition moves
@@ -37,8 +38,10 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
 use shared_events::topics;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -59,10 +62,18 @@ use crate::metrics;
 /// The most messages of one partition applied in one transaction.
 const MAX_BATCH: usize = 128;
 
-/// Reports librdkafka's per-partition consumer lag as a metric.
-struct LagReporter;
+/// How often the stored offsets are committed: what a crash redelivers at most.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
-impl ClientContext for LagReporter {
+/// What the consumer does on librdkafka's callbacks: reports per-partition lag as a
+/// metric, and logs commits that failed. It does not commit before a revoke: a commit
+/// made in the rebalance callback while the consumer closes trips librdkafka's assertion
+/// `!rd_kafka_assignment_in_progress` in `rd_kafka_cgrp_terminated` (an abort, seen once
+/// in CI), so a new owner may apply again the last second's messages, which the event
+/// ids absorb.
+struct GroupEvents;
+
+impl ClientContext for GroupEvents {
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, stats) in &stats.partitions {
@@ -74,11 +85,18 @@ impl ClientContext for LagReporter {
     }
 }
 
-impl ConsumerContext for LagReporter {}
+impl ConsumerContext for GroupEvents {
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(%error, "offsets not committed (they are again within a second)"),
+        }
+    }
+}
 
 /// A running consumer group member with its handlers.
 pub struct EventConsumer {
-    consumer: Arc<StreamConsumer<LagReporter>>,
+    consumer: Arc<StreamConsumer<GroupEvents>>,
     pipeline: Arc<Pipeline>,
 }
 
@@ -111,15 +129,28 @@ impl EventConsumer {
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         ensure_topics(kafka, group, &topic_refs).await?;
 
-        let consumer: StreamConsumer<LagReporter> = client_config(kafka, &format!("{group}-consumer"))
+        let mut config = client_config(kafka, &format!("{group}-consumer"));
+        if let Some(instance) = &kafka.group_instance_id {
+            // Static membership: a restart under the same name gets its partitions back
+            // from the coordinator at once, where a new member would wait for the dead
+            // one's session to time out and then for a rebalance of the whole group.
+            config.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer<GroupEvents> = config
             .set("group.id", group)
             // A new group starts at the beginning: nothing published before it joined is lost.
             .set("auto.offset.reset", "earliest")
             // Offsets are stored by the workers once an event is applied, and committed
-            // in the background from there.
+            // by `run` every second. Not librdkafka's auto-commit: up
+            // to 2.12 it commits the offsets of an assignment lost to a session timeout,
+            // with the member id already reset, which the coordinator answers for a static
+            // member with FENCED_INSTANCE_ID, fatal to the client (librdkafka PR #5585).
+            // The scale-out chaos run saw every instance of three services stop that way
+            // when a broker that coordinated their groups was killed. A commit of ours
+            // parked while the coordinator is away can still go out after such a reset;
+            // that is rarer, and the service then stops and is restarted.
             .set("enable.auto.offset.store", "false")
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.commit", "false")
             .set("statistics.interval.ms", "5000")
             // An instance that crashed holds its partitions until its session times out
             // (45 s by default): the chaos run saw sagas stall that long after a SIGKILL.
@@ -127,7 +158,7 @@ impl EventConsumer {
             // pause of a few seconds without a rebalance.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "3000")
-            .create_with_context(LagReporter)
+            .create_with_context(GroupEvents)
             .map_err(client_error)?;
         let subscribed: Vec<String> =
             subscriptions.topics().iter().map(|t| kafka.topic(t)).chain(retry_topics).collect();
@@ -148,20 +179,32 @@ impl EventConsumer {
     }
 
     /// Consumes until `shutdown` is cancelled; then lets each worker finish the message in
-    /// hand, commits the stored offsets and leaves the group. Returns an error, after the
-    /// same shutdown, when a partition's worker died (a panic): its partition would
-    /// otherwise stay unconsumed while the service looks well.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerDied> {
+    /// hand, commits the stored offsets and leaves the group (a static member does not
+    /// leave: its partitions wait for it for the session timeout). Returns an error, after the
+    /// same shutdown, when a partition's worker died (a panic) or the client failed for
+    /// good: its partitions would otherwise stay unconsumed while the service looks well.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerDied> {
         // Workers stop on the caller's shutdown or when one of them dies.
         let stopping = shutdown.child_token();
         let mut workers: JoinSet<()> = JoinSet::new();
         let mut partitions: HashMap<tokio::task::Id, (String, i32)> = HashMap::new();
         let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
         let mut died = None;
+        let mut commits = tokio::time::interval(COMMIT_INTERVAL);
+        commits.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
                 received = self.consumer.recv() => received,
+                _ = commits.tick() => {
+                    self.commit_stored();
+                    continue;
+                }
                 Some(ended) = workers.join_next_with_id() => {
+                    // Workers end by themselves once told to stop: that is no death, only
+                    // the shutdown that this select! may see second.
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
                     let (id, outcome) = match ended {
                         Ok((id, ())) => (id, None),
                         Err(error) => (error.id(), Some(error)),
@@ -171,7 +214,7 @@ impl EventConsumer {
                         Some(error) if error.is_panic() => format!("panicked: {}", panic_message(error.into_panic().as_ref())),
                         _ => "stopped without being told to".to_owned(),
                     };
-                    died = Some(WorkerDied { topic, partition, reason });
+                    died = Some(ConsumerDied::Worker { topic, partition, reason });
                     break;
                 }
                 () = shutdown.cancelled() => break,
@@ -179,6 +222,10 @@ impl EventConsumer {
             let message = match received {
                 Ok(message) => message.detach(),
                 Err(error) => {
+                    if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                        died = Some(ConsumerDied::Fatal(format!("{code:?}: {reason}")));
+                        break;
+                    }
                     tracing::warn!(group = %self.pipeline.group, error = %error, "kafka consumer error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
@@ -213,6 +260,14 @@ impl EventConsumer {
         }
         tracing::info!(group = %self.pipeline.group, "consumer stopped");
         died.map_or(Ok(()), Err)
+    }
+
+    /// Commits the offsets the workers stored, without waiting for the answer.
+    fn commit_stored(&self) {
+        // The outcome comes to `GroupEvents::commit_callback`.
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Async) {
+            tracing::debug!(group = %self.pipeline.group, %error, "offset commit");
+        }
     }
 
     /// Applies `batch` (messages of one partition, in offset order) as a partition's
@@ -261,16 +316,23 @@ impl EventConsumer {
     }
 }
 
-/// A partition's worker ended before the consumer was told to stop.
+/// Why the consumer ended before it was told to stop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the worker of {topic}[{partition}] {reason}")]
-pub struct WorkerDied {
-    /// The topic of its partition.
-    pub topic: String,
-    /// The partition.
-    pub partition: i32,
-    /// How it ended (the panic's message).
-    pub reason: String,
+pub enum ConsumerDied {
+    /// A partition's worker ended: a handler panicked.
+    #[error("the worker of {topic}[{partition}] {reason}")]
+    Worker {
+        /// The topic of its partition.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// How it ended (the panic's message).
+        reason: String,
+    },
+    /// librdkafka reported an error it cannot recover from, such as being fenced by
+    /// another instance that joined under the same `KAFKA_GROUP_INSTANCE_ID`.
+    #[error("the Kafka consumer failed for good ({0})")]
+    Fatal(String),
 }
 
 /// Shutdown came before the message was done with.

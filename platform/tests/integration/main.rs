@@ -7,6 +7,7 @@ mod consumer;
 mod database;
 mod kafka_roundtrip;
 mod outbox;
+mod static_membership;
 mod supervision;
 mod support;
 mod zipkin_roundtrip;

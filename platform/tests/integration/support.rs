@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use platform::config::RetryPolicy;
-use platform::consumer::{EventConsumer, Subscriptions, WorkerDied};
+use platform::config::{KafkaConfig, RetryPolicy};
+use platform::consumer::{ConsumerDied, EventConsumer, Subscriptions};
 use platform::db::{Db, Migrations, Tx};
 use platform::outbox::{Relay, RelayConfig};
 use testkit::{TestDatabase, kafka_config, unique_name};
@@ -45,16 +45,21 @@ pub fn quick_retries() -> RetryPolicy {
 pub async fn consume(
     db: &Db,
     subscriptions: Subscriptions,
-) -> (CancellationToken, tokio::task::JoinHandle<Result<(), WorkerDied>>) {
-    let consumer = EventConsumer::start(
-        db.clone(),
-        &kafka_config(),
-        &unique_name("group"),
-        quick_retries(),
-        subscriptions,
-    )
-    .await
-    .expect("consumer starts");
+) -> (CancellationToken, tokio::task::JoinHandle<Result<(), ConsumerDied>>) {
+    consume_in(db, &kafka_config(), &unique_name("group"), subscriptions).await
+}
+
+/// Runs a consumer of `group`, with the settings of `kafka`, in the background until the
+/// token is cancelled.
+pub async fn consume_in(
+    db: &Db,
+    kafka: &KafkaConfig,
+    group: &str,
+    subscriptions: Subscriptions,
+) -> (CancellationToken, tokio::task::JoinHandle<Result<(), ConsumerDied>>) {
+    let consumer = EventConsumer::start(db.clone(), kafka, group, quick_retries(), subscriptions)
+        .await
+        .expect("consumer starts");
     let stop = CancellationToken::new();
     let running = tokio::spawn(consumer.run(stop.clone()));
     (stop, running)

@@ -60,7 +60,7 @@ pub fn spec() -> ServiceSpec {
 /// [`access::required`]. The tokens are checked by the verifier the platform installs on
 /// every service's routes.
 pub fn router(upstreams: Upstreams, timeout: Duration) -> Router {
-    let proxy = proxy::Proxy { upstreams, client: reqwest::Client::new(), timeout };
+    let proxy = proxy::Proxy::new(upstreams, timeout);
     Router::new()
         .route("/api/{*path}", any(proxy::forward))
         .route(platform::auth::JWKS_PATH, get(proxy::forward))

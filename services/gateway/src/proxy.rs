@@ -1,7 +1,12 @@
 //! The reverse proxy: `/api/...` to the service that owns it, with the caller's request
 //! id, trace context and `Authorization` header, a time limit, and a clear problem when a
-//! service is down.
+//! service is down. A service with several instances gets requests in turn; one that
+//! refuses the connection (or does not take it within 2 s) is skipped for the next, which
+//! is safe for any method, since nothing of the request reached it.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
@@ -15,7 +20,7 @@ use platform::metrics;
 use platform::problem::Problem;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use platform::upstreams::Upstreams;
+use platform::upstreams::{self, Upstreams};
 
 /// The largest request body forwarded.
 const MAX_BODY: usize = 1024 * 1024;
@@ -29,6 +34,21 @@ pub struct Proxy {
     pub client: reqwest::Client,
     /// How long a service may take to answer.
     pub timeout: Duration,
+    /// Whose turn it is, among the instances of each service.
+    pub turns: Arc<HashMap<&'static str, AtomicUsize>>,
+}
+
+/// How long an instance may take to accept the connection before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Proxy {
+    /// A proxy in front of `upstreams`, with a fresh connection pool.
+    pub fn new(upstreams: Upstreams, timeout: Duration) -> Self {
+        let turns = upstreams.names().map(|name| (name, AtomicUsize::new(0))).collect();
+        // A connection that times out counts as refused: the request never left.
+        let client = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build().unwrap_or_default();
+        Self { upstreams, client, timeout, turns: Arc::new(turns) }
+    }
 }
 
 /// Headers that belong to one hop and are not forwarded.
@@ -51,14 +71,32 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
     headers.iter().filter(|(name, _)| !hop_by_hop(name)).map(|(n, v)| (n.clone(), v.clone())).collect()
 }
 
-/// The service that serves `request` and the URL there; a 404 problem when none does.
-pub(crate) fn target(proxy: &Proxy, request: &Request) -> Result<(&'static str, String), Problem> {
+/// The service that serves `request` and the URL at each of its instances, the one
+/// whose turn it is first; a 404 problem when no service does.
+pub(crate) fn target(proxy: &Proxy, request: &Request) -> Result<(&'static str, Vec<String>), Problem> {
     let path = request.uri().path();
-    let Some((service, base)) = proxy.upstreams.for_path(path) else {
+    let Some((service, bases)) = proxy.upstreams.for_path(path) else {
         return Err(Problem::not_found(format!("no service serves {path}")));
     };
     let path_and_query = request.uri().path_and_query().map_or(path, |pq| pq.as_str());
-    Ok((service, format!("{base}{path_and_query}")))
+    let turn = proxy.turns.get(service).map_or(0, |turn| turn.fetch_add(1, Ordering::Relaxed));
+    let first = turn % bases.len();
+    let in_turn = bases[first..].iter().chain(&bases[..first]);
+    Ok((service, in_turn.map(|base| format!("{base}{path_and_query}")).collect()))
+}
+
+/// Sends `request(url)` to the first of `urls` that takes the connection, counting each
+/// instance that did not.
+pub(crate) async fn send(
+    service: &'static str,
+    urls: &[String],
+    request: impl Fn(&str) -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    upstreams::send_to_first_taker(urls, request, |url, error| {
+        tracing::debug!(service, url, %error, "instance refused the connection: trying the next");
+        metrics::upstream_failed(service, "instance_refused");
+    })
+    .await
 }
 
 /// Adds the trace context: the gateway's own server span is the parent of the service's.
@@ -70,7 +108,7 @@ pub(crate) fn with_trace_context(mut headers: HeaderMap) -> HeaderMap {
 
 /// Forwards one request.
 pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
-    let (service, url) = match target(&proxy, &request) {
+    let (service, urls) = match target(&proxy, &request) {
         Ok(target) => target,
         Err(not_found) => return not_found.into_response(),
     };
@@ -84,8 +122,15 @@ pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         }
     };
     let started = std::time::Instant::now();
-    let sent =
-        proxy.client.request(method, url).headers(headers).body(body).timeout(proxy.timeout).send().await;
+    let sent = send(service, &urls, |url| {
+        proxy
+            .client
+            .request(method.clone(), url)
+            .headers(headers.clone())
+            .body(body.clone())
+            .timeout(proxy.timeout)
+    })
+    .await;
     match sent {
         Ok(answer) => {
             let status = answer.status();

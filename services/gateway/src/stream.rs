@@ -28,14 +28,14 @@ const ANSWER_HEADERS: &[&str] = &["content-type", "cache-control", "www-authenti
 
 /// Forwards one stream request to the service that owns its path.
 pub async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
-    let (service, url) = match proxy::target(&proxy, &request) {
+    let (service, urls) = match proxy::target(&proxy, &request) {
         Ok(target) => target,
         Err(not_found) => return not_found.into_response(),
     };
     let headers = proxy::with_trace_context(pick(request.headers(), REQUEST_HEADERS));
     let started = std::time::Instant::now();
     // No `.timeout(...)`: reqwest's would end the body too.
-    match proxy.client.get(url).headers(headers).send().await {
+    match proxy::send(service, &urls, |url| proxy.client.get(url).headers(headers.clone())).await {
         Ok(answer) => {
             let status = answer.status();
             metrics::upstream_answered(service, status.as_u16(), started.elapsed().as_secs_f64());

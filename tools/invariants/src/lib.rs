@@ -12,5 +12,5 @@ pub mod rules;
 pub mod snapshot;
 
 pub use databases::Databases;
-pub use rules::{Invariant, Violation, check};
+pub use rules::{Invariant, Violation, check, duplicates};
 pub use snapshot::{Snapshot, read};

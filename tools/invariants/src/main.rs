@@ -78,12 +78,13 @@ fn main() -> ExitCode {
             let violations = invariants::check(&snapshot);
             if violations.is_empty() {
                 println!(
-                    "invariants hold: {} users, {} orders, {} products, {} payments, {} e-mails",
+                    "invariants hold: {} users, {} orders, {} products, {} payments, {} e-mails, {} duplicates",
                     snapshot.users.len(),
                     snapshot.orders.len(),
                     snapshot.products.len(),
                     snapshot.payments.len(),
-                    snapshot.mails.len()
+                    snapshot.mails.len(),
+                    invariants::duplicates(&snapshot)
                 );
                 return ExitCode::SUCCESS;
             }
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
                 for violation in &violations {
                     println!("{violation}");
                 }
-                println!("{} violations", violations.len());
+                println!("{} violations, {} duplicates", violations.len(), invariants::duplicates(&snapshot));
                 return ExitCode::FAILURE;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -26,6 +26,8 @@ pub enum Invariant {
     OrderMail,
     /// Every event written to an outbox was published.
     Outbox,
+    /// Each order's history is a path of the saga, each step once, ending at its status.
+    History,
 }
 
 impl fmt::Display for Invariant {
@@ -39,6 +41,7 @@ impl fmt::Display for Invariant {
             Self::WelcomeMail => "welcome-mail",
             Self::OrderMail => "order-mail",
             Self::Outbox => "outbox",
+            Self::History => "history",
         };
         f.write_str(name)
     }
@@ -75,7 +78,59 @@ pub fn check(snapshot: &Snapshot) -> Vec<Violation> {
     found.extend(reservations(snapshot));
     found.extend(mails(snapshot));
     found.extend(outboxes(snapshot));
+    found.extend(histories(snapshot));
     found
+}
+
+/// The paths an order's history may take, each a prefix of the next where they share
+/// steps: placed, then confirmed or cancelled; a confirmed order may be cancelled by its
+/// user, through CANCELLING.
+const SAGA_PATHS: [&[&str]; 2] =
+    [&["PENDING", "CANCELLED"], &["PENDING", "CONFIRMED", "CANCELLING", "CANCELLED"]];
+
+fn histories(snapshot: &Snapshot) -> Vec<Violation> {
+    let in_saga_order = |history: &[String]| {
+        SAGA_PATHS.iter().any(|path| path.len() >= history.len() && path[..history.len()] == *history)
+    };
+    snapshot
+        .orders
+        .iter()
+        .filter_map(|order| {
+            let ends_at_status = order.history.last() == Some(&order.status);
+            (!in_saga_order(&order.history) || !ends_at_status).then(|| {
+                violation(
+                    Invariant::History,
+                    &order.id,
+                    format!("{} with history {:?}, not a path of the saga", order.status, order.history),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Effects found more than once where the contract allows one: payments of an order,
+/// steps of an order's history, e-mails about one order or one user's welcome. Every one
+/// of them also breaks an invariant; this is the count a chaos run reports.
+pub fn duplicates(snapshot: &Snapshot) -> usize {
+    let extra = |counts: HashMap<(&str, &str), usize>| counts.values().map(|n| n - 1).sum::<usize>();
+    let mut payments = HashMap::new();
+    for payment in &snapshot.payments {
+        *payments.entry((payment.order_id.as_str(), "")).or_default() += 1;
+    }
+    let mut steps = HashMap::new();
+    for order in &snapshot.orders {
+        for status in &order.history {
+            *steps.entry((order.id.as_str(), status.as_str())).or_default() += 1;
+        }
+    }
+    let mut mails = HashMap::new();
+    for mail in &snapshot.mails {
+        let about = mail.order_id.as_deref().or(mail.user_id.as_deref()).unwrap_or_default();
+        if mail.kind != "ADHOC" {
+            *mails.entry((about, mail.kind.as_str())).or_default() += 1;
+        }
+    }
+    extra(payments) + extra(steps) + extra(mails)
 }
 
 fn orders_terminal(snapshot: &Snapshot) -> Vec<Violation> {
@@ -256,7 +311,7 @@ fn mails(snapshot: &Snapshot) -> Vec<Violation> {
         let mut expected = Vec::new();
         // An order of an unknown user (NO_WALLET) or an undeliverable one has no mail.
         if mailable.contains(order.user_id.as_str()) {
-            if order.status == "CONFIRMED" || order.was_confirmed {
+            if order.status == "CONFIRMED" || order.was_confirmed() {
                 expected.push("ORDER_CONFIRMED");
             }
             if order.status == "CANCELLED" {
@@ -298,13 +353,13 @@ mod tests {
     /// Two users; one order confirmed (2 × BOOK, 5000), one cancelled after a refund.
     fn consistent() -> Snapshot {
         let items = vec![("BOOK".to_owned(), 2)];
-        let order = |id: &str, status: &str| Order {
+        let order = |id: &str, history: &[&str]| Order {
             id: id.into(),
             user_id: "u1".into(),
-            status: status.into(),
+            status: (*history.last().expect("a status")).into(),
             total_cents: Some(5000),
             items: items.clone(),
-            was_confirmed: true,
+            history: history.iter().map(|s| (*s).to_owned()).collect(),
         };
         let mail = |kind: &str, user: &str, order: Option<&str>| Mail {
             kind: kind.into(),
@@ -316,7 +371,10 @@ mod tests {
                 User { id: "u1".into(), email: "a@example.com".into() },
                 User { id: "u2".into(), email: "b+fail@example.com".into() },
             ],
-            orders: vec![order("o1", "CONFIRMED"), order("o2", "CANCELLED")],
+            orders: vec![
+                order("o1", &["PENDING", "CONFIRMED"]),
+                order("o2", &["PENDING", "CONFIRMED", "CANCELLING", "CANCELLED"]),
+            ],
             products: vec![Product { sku: "BOOK".into(), available: 8, reserved: 2, stocked: 10 }],
             reservations: vec![
                 Reservation { order_id: "o1".into(), status: "RESERVED".into(), items: items.clone() },
@@ -424,5 +482,25 @@ mod tests {
             found,
             vec![(Invariant::WelcomeMail, "u2".into()), (Invariant::Outbox, "order-service".into())]
         );
+    }
+
+    #[test]
+    fn a_history_out_of_saga_order_or_with_a_step_twice_is_named_and_counted() {
+        assert_eq!(duplicates(&consistent()), 0);
+        let history = |s: &mut Snapshot, i: usize, steps: &[&str]| {
+            s.orders[i].history = steps.iter().map(|step| (*step).to_owned()).collect();
+        };
+        let found = broken(|s| history(s, 0, &["PENDING", "CANCELLED", "CONFIRMED"]));
+        assert_eq!(found, vec![(Invariant::History, "o1".into())]);
+        let found =
+            broken(|s| history(s, 1, &["PENDING", "CONFIRMED", "CANCELLING", "CANCELLING", "CANCELLED"]));
+        assert_eq!(found, vec![(Invariant::History, "o2".into())]);
+        let found = broken(|s| history(s, 0, &["PENDING"]));
+        assert_eq!(found, vec![(Invariant::History, "o1".into())], "CONFIRMED, its history ends PENDING");
+        let mut twice = consistent();
+        history(&mut twice, 0, &["PENDING", "CONFIRMED", "CONFIRMED"]);
+        twice.payments.push(twice.payments[0].clone());
+        twice.mails.push(twice.mails[0].clone());
+        assert_eq!(duplicates(&twice), 3);
     }
 }

@@ -29,8 +29,15 @@ pub struct Order {
     pub total_cents: Option<i64>,
     /// (sku, quantity) per line.
     pub items: Vec<(String, i64)>,
+    /// Every status it went through, in order (`order_history`).
+    pub history: Vec<String>,
+}
+
+impl Order {
     /// Whether it was ever CONFIRMED (a cancelled order may have been, before a cancel).
-    pub was_confirmed: bool,
+    pub fn was_confirmed(&self) -> bool {
+        self.history.iter().any(|status| status == "CONFIRMED")
+    }
 }
 
 /// A product's counters (inventory-service).
@@ -183,13 +190,15 @@ pub async fn read(databases: &Databases) -> Result<Snapshot, ReadError> {
         })
         .await?,
     );
-    let confirmed: std::collections::HashSet<String> =
-        rows(ORDER, &order, "SELECT DISTINCT order_id FROM order_history WHERE status = 'CONFIRMED'", |r| {
-            r.try_get(0)
+    let mut histories: HashMap<String, Vec<String>> = HashMap::new();
+    for (order_id, status) in
+        rows(ORDER, &order, "SELECT order_id, status FROM order_history ORDER BY order_id, seq", |r| {
+            Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?))
         })
         .await?
-        .into_iter()
-        .collect();
+    {
+        histories.entry(order_id).or_default().push(status);
+    }
     let orders = rows(ORDER, &order, "SELECT id, user_id, status, total_cents FROM orders", |r| {
         Ok((r.try_get::<String, _>(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
     })
@@ -197,8 +206,8 @@ pub async fn read(databases: &Databases) -> Result<Snapshot, ReadError> {
     .into_iter()
     .map(|(id, user_id, status, total_cents)| {
         let items = order_lines.remove(&id).unwrap_or_default();
-        let was_confirmed = confirmed.contains(&id);
-        Order { id, user_id, status, total_cents, items, was_confirmed }
+        let history = histories.remove(&id).unwrap_or_default();
+        Order { id, user_id, status, total_cents, items, history }
     })
     .collect();
     let mut reservation_lines = lines(

@@ -14,10 +14,13 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-/// A client of one base URL, signed in or not.
+/// A client of the system's API, signed in or not. With several base URLs (gateways),
+/// it uses one and goes on to the next when that one refuses the connection, as a
+/// client behind a load balancer would see it.
 #[derive(Clone)]
 pub struct Api {
-    base: String,
+    bases: std::sync::Arc<[String]>,
+    first: usize,
     http: reqwest::Client,
     token: Option<std::sync::Arc<str>>,
 }
@@ -25,20 +28,28 @@ pub struct Api {
 impl std::fmt::Debug for Api {
     /// Without the token: it is a credential.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Api").field("base", &self.base).field("signed_in", &self.token.is_some()).finish()
+        f.debug_struct("Api")
+            .field("base", &self.bases[self.first])
+            .field("signed_in", &self.token.is_some())
+            .finish()
     }
 }
 
 impl Api {
-    /// A client with a connection pool large enough for the load.
-    pub fn new(base: &str) -> Self {
+    /// A client of `bases` (at least one) with a connection pool large enough for the load.
+    pub fn new(bases: &[String]) -> Self {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
-        Self { base: base.to_owned(), http, token: None }
+        Self { bases: bases.into(), first: 0, http, token: None }
+    }
+
+    /// The same client, using base URL `n` (modulo their number) first.
+    pub fn starting_at(&self, n: usize) -> Self {
+        Self { first: n % self.bases.len(), ..self.clone() }
     }
 
     /// The same client signed in as `email`: every call carries its bearer token.
@@ -56,14 +67,22 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), ApiError> {
-        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|e| ApiError(format!("{method} {path}: {e}")))?;
+        // This client's gateway first, then the others.
+        let (before, from_mine) = self.bases.split_at(self.first);
+        let urls: Vec<String> = from_mine.iter().chain(before).map(|base| format!("{base}{path}")).collect();
+        let request = |url: &str| {
+            let mut request = self.http.request(method.clone(), url);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            request
+        };
+        let response = platform::upstreams::send_to_first_taker(&urls, request, |_, _| {})
+            .await
+            .map_err(|e| ApiError(format!("{method} {path}: {e}")))?;
         let status = response.status().as_u16();
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }

@@ -14,8 +14,8 @@ pub enum Pace {
 /// What a run does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Args {
-    /// The gateway (or order-service) base URL.
-    pub base_url: String,
+    /// The gateways' (or order-service's) base URLs: users are spread over them.
+    pub base_urls: Vec<String>,
     /// Kafka, to watch the saga's events.
     pub kafka: String,
     /// Topic prefix of the system under test (`KAFKA_TOPIC_PREFIX`).
@@ -52,7 +52,9 @@ usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--u
   --rate N          place N orders per second (open loop; default 100)
   --concurrency N   keep N orders in flight (closed loop: saturation)
   --duration S      seconds of placing orders (default 10)
-  --base-url URL    where the API is (default http://127.0.0.1:8080, the gateway)
+  --base-url URL    where the API is (default http://127.0.0.1:8080, the gateway);
+                    several, comma-separated: users are spread over them, and a
+                    request that one refuses goes to the next
   --users N         users signed up first (default 50)
   --undeliverable N of them, with an address whose mail always fails (default 0)
   --products N      products created first (default 20)
@@ -68,13 +70,14 @@ usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--u
   --json            end with one JSON object on a line of its own
 
 CPU time per saga is read from each service's process_cpu_seconds_total (gateway on the
-base URL's port, the five services on the five ports after it) before and after the run.";
+first base URL's port, the services on the ports after it) before and after the run.
+The longest stall is the longest time in which no saga ended.";
 
 impl Args {
     /// Parses `args` (without the program name), with defaults from `env`.
     pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut parsed = Self {
-            base_url: "http://127.0.0.1:8080".to_owned(),
+            base_urls: vec!["http://127.0.0.1:8080".to_owned()],
             kafka: env("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|| "127.0.0.1:9092".to_owned()),
             topic_prefix: env("KAFKA_TOPIC_PREFIX").unwrap_or_default(),
             admin_email: env("ADMIN_EMAIL").unwrap_or_else(|| "admin@example.com".to_owned()),
@@ -113,7 +116,13 @@ impl Args {
                         value.parse().map_err(|_| format!("--undeliverable: {value} is not a count"))?;
                 }
                 "--products" => parsed.products = number("--products")? as usize,
-                "--base-url" => parsed.base_url = value.trim_end_matches('/').to_owned(),
+                "--base-url" => {
+                    parsed.base_urls =
+                        value.split(',').map(|url| url.trim().trim_end_matches('/').to_owned()).collect();
+                    if parsed.base_urls.iter().any(String::is_empty) {
+                        return Err(format!("--base-url: {value} has an empty URL"));
+                    }
+                }
                 "--kafka" => parsed.kafka.clone_from(value),
                 "--topic-prefix" => parsed.topic_prefix.clone_from(value),
                 "--admin" => parsed.admin_email.clone_from(value),
@@ -147,7 +156,10 @@ mod tests {
             .expect("valid");
         assert_eq!(args.pace, Pace::Concurrency(64));
         assert_eq!(args.duration, Duration::from_secs(5));
-        assert_eq!(args.base_url, "http://h:1");
+        assert_eq!(args.base_urls, ["http://h:1"]);
+        let two = parse(&["--base-url", "http://a:1/,http://b:2"]).expect("valid");
+        assert_eq!(two.base_urls, ["http://a:1", "http://b:2"]);
+        assert!(parse(&["--base-url", "http://a:1,"]).expect_err("empty").contains("--base-url"));
         assert!(args.json);
         assert_eq!(parse(&[]).expect("defaults").pace, Pace::Rate(100.0));
     }

@@ -94,7 +94,8 @@ struct Tracker {
     flights: HashMap<String, Flight>,
     early: HashMap<String, Vec<SagaEvent>>,
     end_to_end: Histogram<u64>,
-    last_end: Option<Instant>,
+    /// When each saga's end was seen, in the order seen.
+    ends: Vec<Instant>,
 }
 
 impl Tracker {
@@ -130,7 +131,7 @@ impl Tracker {
             flight.saga_ended = true;
             let micros = event.received.duration_since(flight.started).as_micros();
             let _ = self.end_to_end.record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
-            self.last_end = Some(event.received);
+            self.ends.push(event.received);
             if event.topic == topics::ORDER_CONFIRMED && flight.kind == Kind::Cancel {
                 let api = self.api.clone();
                 let id = event.order_id.clone();
@@ -164,9 +165,10 @@ async fn set_up(api: &Api, args: &Args, run: &str) -> Result<World, String> {
         })
         .collect();
     // Each user signs up, signs in, and orders for themselves with their own token.
-    let users: Vec<Result<User, api::ApiError>> = futures::stream::iter(emails)
-        .map(|email| {
-            let api = api.clone();
+    let users: Vec<Result<User, api::ApiError>> = futures::stream::iter(emails.into_iter().enumerate())
+        .map(|(i, email)| {
+            // Spread over the gateways, when there are several.
+            let api = api.starting_at(i);
             async move {
                 let id = api.sign_up(&email).await?;
                 let api = api.sign_in(&email, Api::PASSWORD).await?;
@@ -267,12 +269,17 @@ async fn drive(placer: Arc<Placer>, pace: Pace, duration: Duration, settle: Dura
 }
 
 async fn run(args: Args) -> Result<Outcome, String> {
-    let api = Api::new(&args.base_url)
+    let api = Api::new(&args.base_urls)
         .sign_in(&args.admin_email, &args.admin_password)
         .await
         .map_err(|e| format!("{e} (is the admin account set? ADMIN_EMAIL / ADMIN_PASSWORD)"))?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    eprintln!("loadgen: setting up {} users and {} products at {}", args.users, args.products, args.base_url);
+    eprintln!(
+        "loadgen: setting up {} users and {} products at {}",
+        args.users,
+        args.products,
+        args.base_urls.join(", ")
+    );
     let world = set_up(&api, &args, &run).await?;
     let mut events = observer::start(&args.kafka, &args.topic_prefix).await?;
     let (placed_tx, mut placed_rx) = mpsc::unbounded_channel();
@@ -283,7 +290,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
         post: std::sync::Mutex::new(report::histogram()),
         placed: placed_tx,
     });
-    let cpu = cpu::Probe::new(&args.base_url, args.broker_pid.or_else(local_broker_pid));
+    let cpu = cpu::Probe::new(&args.base_urls[0], args.broker_pid.or_else(local_broker_pid));
     let cpu_before = cpu.read().await;
     eprintln!("loadgen: {:?} for {:?}", args.pace, args.duration);
     let first = Instant::now();
@@ -293,7 +300,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
         flights: HashMap::new(),
         early: HashMap::new(),
         end_to_end: report::histogram(),
-        last_end: None,
+        ends: Vec::new(),
     };
     let mut deadline = None;
     loop {
@@ -363,7 +370,8 @@ async fn outcome(
             None => lost += 1,
         }
     }
-    let span = tracker.last_end.map_or(Duration::ZERO, |last| last.duration_since(first));
+    let span = tracker.ends.last().map_or(Duration::ZERO, |last| last.duration_since(first));
+    let longest_stall = report::longest_gap(first, &tracker.ends);
     let ended = tracker.end_to_end.len();
     let completed_per_s = if span.is_zero() { 0.0 } else { ended as f64 / span.as_secs_f64() };
     let cpu = cpu::per_saga(&cpu_before, &cpu_after, ended as usize);
@@ -374,6 +382,7 @@ async fn outcome(
         cancelled,
         lost,
         completed_per_s,
+        longest_stall,
         end_to_end: tracker.end_to_end,
         post,
         hops,

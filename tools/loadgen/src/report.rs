@@ -1,6 +1,7 @@
 //! Histograms and the printed report.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
@@ -16,6 +17,18 @@ pub fn histogram() -> Histogram<u64> {
 pub fn percentiles_ms(h: &Histogram<u64>) -> [f64; 4] {
     let ms = |us: u64| us as f64 / 1000.0;
     [ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.9)), ms(h.value_at_quantile(0.99)), ms(h.max())]
+}
+
+/// The longest time between `start` and the first of `ends`, or between two of them;
+/// `ends` are in the order they happened.
+pub fn longest_gap(start: Instant, ends: &[Instant]) -> Duration {
+    let mut previous = start;
+    let mut longest = Duration::ZERO;
+    for &end in ends {
+        longest = longest.max(end.saturating_duration_since(previous));
+        previous = previous.max(end);
+    }
+    longest
 }
 
 /// One line: `name  n  p50 p90 p99 max`.
@@ -39,6 +52,9 @@ pub struct Outcome {
     pub lost: u64,
     /// Sagas ended per second, from the first order sent to the last saga ended.
     pub completed_per_s: f64,
+    /// The longest time in which no saga ended, from the first order sent to the last
+    /// saga ended: how long a kill or a rebalance held the whole system up.
+    pub longest_stall: Duration,
     /// POST sent → the saga's last event received (CONFIRMED or CANCELLED).
     pub end_to_end: Histogram<u64>,
     /// The POST alone.
@@ -65,6 +81,7 @@ impl Outcome {
             format!("cancelled          {} ({})", self.cancelled_total(), reasons.join(", ")),
             format!("lost               {}", self.lost),
             format!("completed sagas/s  {:.1}", self.completed_per_s),
+            format!("longest stall      {} ms (no saga ended)", self.longest_stall.as_millis()),
             "latency, ms:".to_owned(),
             line("end to end (POST sent → last saga event)", &self.end_to_end),
             line("POST /api/orders", &self.post),
@@ -96,6 +113,7 @@ impl Outcome {
             .collect();
         json!({
             "completed_per_s": (self.completed_per_s * 10.0).round() / 10.0,
+            "longest_stall_ms": self.longest_stall.as_millis() as u64,
             "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max,
             "orders": self.orders,
             "rejected": self.rejected,
@@ -108,5 +126,19 @@ impl Outcome {
             "cpu_ms_per_saga": self.cpu.ms,
             "cpu_restarted": self.cpu.restarted,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_stall_is_the_widest_gap_from_the_start_between_ends() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(longest_gap(start, &[]), Duration::ZERO);
+        assert_eq!(longest_gap(start, &[at(30), at(40), at(900), at(910)]), Duration::from_millis(860));
+        assert_eq!(longest_gap(start, &[at(500), at(600)]), Duration::from_millis(500), "to the first end");
     }
 }
