@@ -18,6 +18,7 @@ use sqlx::Row;
 use crate::clock::now_ms;
 use crate::db::{Db, Tx};
 use crate::problem::Problem;
+use crate::validate::TextRule;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -25,7 +26,27 @@ pub const HEADER: &str = "idempotency-key";
 /// How long a key is remembered.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 
-/// A client's idempotency key: 1 to 255 visible ASCII characters.
+/// A key's rule: 1 to 255 visible ASCII characters.
+pub static KEY: TextRule = TextRule::new(1..=255, Some(r"^[\x21-\x7e]+$"), KEY_RULE);
+
+const KEY_RULE: &str = "must be 1 to 255 visible ASCII characters";
+
+/// The optional `Idempotency-Key` header of an operation, for its `params(...)` in the
+/// OpenAPI document: with [`KEY`]'s rule.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct KeyHeader {
+    /// Repeats with this key return the first answer.
+    #[serde(rename = "Idempotency-Key")]
+    #[param(schema_with = key_rule)]
+    pub key: Option<String>,
+}
+
+fn key_rule() -> utoipa::openapi::schema::Object {
+    KEY.schema()
+}
+
+/// A client's idempotency key ([`KEY`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
@@ -33,10 +54,10 @@ impl IdempotencyKey {
     /// The key of a request, if it has one; a 422 if it is malformed.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, Problem> {
         let Some(value) = headers.get(HEADER) else { return Ok(None) };
-        let key = value.to_str().unwrap_or_default();
-        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Problem::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
-        }
+        let refused = || Problem::invalid("Idempotency-Key", KEY_RULE);
+        // Bytes beyond visible ASCII are not text to `to_str`, and break the rule anyway.
+        let key = value.to_str().map_err(|_| refused())?;
+        let key = KEY.check(key).map_err(|_| refused())?;
         Ok(Some(Self(key.to_owned())))
     }
 

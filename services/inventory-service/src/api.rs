@@ -9,9 +9,11 @@ use platform::clock::now_ms;
 use platform::db::Db;
 use platform::extract::Json;
 use platform::problem::Problem;
+use platform::validate;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::Object;
 
-use crate::domain::ProductUpdate;
+use crate::domain::{self, ProductUpdate};
 use crate::store::{self, Product};
 
 /// The OpenAPI description of these routes.
@@ -55,14 +57,45 @@ impl From<Product> for ProductView {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"name": "Keyboard", "priceCents": 4500, "available": 100}))]
 struct PutProduct {
+    #[schema(schema_with = name_rule)]
     name: String,
+    #[schema(schema_with = price_rule)]
+    #[serde(deserialize_with = "validate::whole_number")]
     price_cents: i64,
+    #[schema(schema_with = available_rule)]
+    #[serde(deserialize_with = "validate::whole_number")]
     available: i64,
+}
+
+/// A product's path.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct SkuPath {
+    /// The product's code.
+    #[param(schema_with = sku_rule)]
+    sku: String,
+}
+
+// The rules `ProductUpdate::parse` applies, as the document states them.
+fn sku_rule() -> Object {
+    validate::SKU.schema()
+}
+
+fn name_rule() -> Object {
+    domain::NAME.schema()
+}
+
+fn price_rule() -> Object {
+    domain::PRICE_CENTS.schema()
+}
+
+fn available_rule() -> Object {
+    domain::AVAILABLE.schema()
 }
 
 /// Creates a product or sets its name, price and available stock (admins only).
 #[utoipa::path(put, path = "/api/products/{sku}", tag = "products", request_body = PutProduct,
-    params(("sku" = String, Path, description = "1 to 64 of A-Z a-z 0-9 - _ .")),
+    params(SkuPath),
     responses((status = 200, description = "OK", body = ProductView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = UNAUTHORIZED, body = Problem,
@@ -72,7 +105,7 @@ struct PutProduct {
 async fn put(
     Admin(_): Admin,
     State(db): State<Db>,
-    Path(sku): Path<String>,
+    Path(SkuPath { sku }): Path<SkuPath>,
     Json(body): Json<PutProduct>,
 ) -> Result<AxumJson<ProductView>, Problem> {
     let update = ProductUpdate::parse(&sku, &body.name, body.price_cents, body.available)?;
@@ -83,9 +116,12 @@ async fn put(
 }
 
 /// One product with its stock (`reserved` is held by orders in flight). Public.
-#[utoipa::path(get, path = "/api/products/{sku}", tag = "products", params(("sku" = String, Path)), security(()),
+#[utoipa::path(get, path = "/api/products/{sku}", tag = "products", params(SkuPath), security(()),
     responses((status = 200, description = "OK", body = ProductView), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
-async fn find(State(db): State<Db>, Path(sku): Path<String>) -> Result<AxumJson<ProductView>, Problem> {
+async fn find(
+    State(db): State<Db>,
+    Path(SkuPath { sku }): Path<SkuPath>,
+) -> Result<AxumJson<ProductView>, Problem> {
     let mut conn = db.pool().acquire().await?;
     let product = store::find(&mut conn, &sku).await?;
     product.map(|p| AxumJson(p.into())).ok_or_else(|| Problem::not_found(format!("no product {sku}")))

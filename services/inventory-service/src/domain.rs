@@ -4,6 +4,16 @@
 use std::collections::BTreeMap;
 
 use platform::problem::Problem;
+use platform::validate::{self, IntRule, TextRule};
+
+/// A product's name: 1 to 200 characters, not blank.
+pub static NAME: TextRule = validate::name(1..=200);
+
+/// A unit price in cents: not negative.
+pub const PRICE_CENTS: IntRule = IntRule(0..=i64::MAX);
+
+/// Units that can be reserved.
+pub const AVAILABLE: IntRule = IntRule(0..=1_000_000_000);
 use shared_events::{FailureReason, OrderItem, PricedItem};
 
 /// A valid `PUT /api/products/{sku}`: what the catalogue stores for a SKU.
@@ -22,17 +32,11 @@ pub struct ProductUpdate {
 impl ProductUpdate {
     /// Validates a request: the first rule broken is the 422.
     pub fn parse(sku: &str, name: &str, price_cents: i64, available: i64) -> Result<Self, Problem> {
-        platform::validate::sku(sku).map_err(|rule| Problem::invalid("sku", rule))?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(Problem::invalid("name", "must be 1 to 200 characters"));
-        }
-        if price_cents < 0 {
-            return Err(Problem::invalid("priceCents", "must not be negative"));
-        }
-        if !(0..=1_000_000_000).contains(&available) {
-            return Err(Problem::invalid("available", "must be from 0 to 1000000000"));
-        }
+        validate::sku(sku).map_err(|rule| Problem::invalid("sku", rule))?;
+        let name = NAME.check(name).map_err(|rule| Problem::invalid("name", rule))?.trim_matches(' ');
+        let price_cents =
+            PRICE_CENTS.check(price_cents).map_err(|rule| Problem::invalid("priceCents", rule))?;
+        let available = AVAILABLE.check(available).map_err(|rule| Problem::invalid("available", rule))?;
         Ok(Self { sku: sku.to_owned(), name: name.to_owned(), price_cents, available })
     }
 }

@@ -5,7 +5,7 @@
 //! message goes to any address, and a retry replays any failed message. The list of
 //! notifications is for every signed-in user ([`Caller`]), limited to their own.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,11 +15,12 @@ use platform::auth::{Admin, Caller, NOT_ADMIN};
 use platform::clock::rfc3339_ms;
 use platform::config::KafkaConfig;
 use platform::db::Db;
-use platform::extract::Json;
+use platform::extract::{Json, Query};
 use platform::problem::Problem;
-use platform::validate;
+use platform::validate::{self, TextRule};
 use serde::{Deserialize, Serialize};
 use shared_events::{EmailSendMessage, Event, SmsSendMessage};
+use utoipa::openapi::schema::Object as Rule;
 use uuid::Uuid;
 
 use crate::domain::Channel;
@@ -58,13 +59,35 @@ pub fn router(state: AppState) -> Router {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"from": "shop@example.com", "to": "kim+fail@example.com", "subject": "Hello", "body": "Hi"}))]
 struct SendEmailRequest {
-    from: Option<String>,
-    to: Option<String>,
+    #[schema(schema_with = email_rule)]
+    from: String,
+    #[schema(schema_with = email_rule)]
+    to: String,
     #[serde(default)]
     subject: String,
     #[serde(default)]
     body: String,
 }
+
+// The rules the handlers apply, as the document states them.
+fn email_rule() -> Rule {
+    validate::EMAIL.schema()
+}
+
+fn phone_rule() -> Rule {
+    validate::PHONE.schema()
+}
+
+fn text_rule() -> Rule {
+    SMS_TEXT.schema()
+}
+
+fn channel_rule() -> Rule {
+    validate::words_schema(Channel::ALL)
+}
+
+/// An SMS text: up to 1,600 characters (ten parts), not blank.
+static SMS_TEXT: TextRule = TextRule::new(1..=1600, Some(r"[^ \x00-\x1f\x7f-\x9f]"), "must not be blank");
 
 /// The answer to a queued message.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -74,8 +97,7 @@ struct Queued {
     status: &'static str,
 }
 
-fn address(field: &str, value: Option<&str>) -> Result<String, Problem> {
-    let value = value.ok_or_else(|| Problem::invalid(field, "is required"))?;
+fn address(field: &str, value: &str) -> Result<String, Problem> {
     validate::email_address(value).map(str::to_owned).map_err(|rule| Problem::invalid(field, rule))
 }
 
@@ -94,8 +116,8 @@ async fn send_email(
     Json(request): Json<SendEmailRequest>,
 ) -> Result<Response, Problem> {
     let message = EmailSendMessage {
-        from: address("from", request.from.as_deref())?,
-        to: address("to", request.to.as_deref())?,
+        from: address("from", &request.from)?,
+        to: address("to", &request.to)?,
         subject: request.subject,
         body: request.body,
     };
@@ -116,8 +138,10 @@ async fn queue(db: &Db, message: &impl Event) -> Result<Response, Problem> {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"to": "+821012345678", "text": "Your order shipped"}))]
 struct SendSmsRequest {
-    to: Option<String>,
-    text: Option<String>,
+    #[schema(schema_with = phone_rule)]
+    to: String,
+    #[schema(schema_with = text_rule)]
+    text: String,
 }
 
 /// Queues an SMS on `sms.send`.
@@ -133,16 +157,9 @@ async fn send_sms(
     State(state): State<AppState>,
     Json(request): Json<SendSmsRequest>,
 ) -> Result<Response, Problem> {
-    let to = validate::phone_number(request.to.as_deref().unwrap_or_default())
-        .map_err(|rule| Problem::invalid("to", rule))?;
-    let text = request.text.unwrap_or_default();
-    if text.trim().is_empty() {
-        return Err(Problem::invalid("text", "must not be empty"));
-    }
-    if text.chars().count() > 1600 {
-        return Err(Problem::invalid("text", "is longer than 1600 characters"));
-    }
-    queue(&state.db, &SmsSendMessage { to, text }).await
+    let to = validate::phone_number(&request.to).map_err(|rule| Problem::invalid("to", rule))?;
+    SMS_TEXT.check(&request.text).map_err(|rule| Problem::invalid("text", rule))?;
+    queue(&state.db, &SmsSendMessage { to, text: request.text }).await
 }
 
 /// `GET /api/notifications` filters.
@@ -156,6 +173,7 @@ struct ListQuery {
     /// Only those about this order.
     order_id: Option<String>,
     /// EMAIL or SMS.
+    #[param(schema_with = channel_rule)]
     channel: Option<String>,
 }
 

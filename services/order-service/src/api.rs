@@ -3,7 +3,7 @@
 //! anyone's. Another user's order answers 404, as a missing one does, so that nothing
 //! about it is revealed.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,14 +12,17 @@ use platform::auth::Caller;
 use platform::auth::UNAUTHORIZED;
 use platform::clock::{now_ms, rfc3339_ms};
 use platform::db::{Db, Tx};
-use platform::extract::Json;
-use platform::idempotency::{self, IdempotencyKey, StoredResponse};
+use platform::extract::{Json, Query};
+use platform::idempotency::{self, IdempotencyKey, KeyHeader, StoredResponse};
 use platform::problem::Problem;
+use platform::validate::LIST_LIMIT;
 use serde::{Deserialize, Serialize};
 use shared_events::{FailureReason, OrderCreated};
+use utoipa::PartialSchema;
+use utoipa::openapi::schema::{Object, Schema};
 use uuid::Uuid;
 
-use crate::domain::{NewOrder, Status};
+use crate::domain::{self, NewOrder, Status};
 use crate::steps::{self, Outcome};
 use crate::store::{self, Order};
 
@@ -52,15 +55,41 @@ fn order_id(id: &str) -> Result<Uuid, Problem> {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"userId": "0196f1a2-7c1e-7d3a-9a55-2f1c3b9e4d10", "items": [{"sku": "KEYBOARD-1", "quantity": 2}]}))]
 struct PlaceOrder {
+    #[schema(format = Uuid)]
     user_id: String,
+    #[schema(schema_with = lines_rule)]
     items: Vec<ItemRequest>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ItemRequest {
+    #[schema(schema_with = sku_rule)]
     sku: String,
+    #[schema(schema_with = quantity_rule)]
+    #[serde(deserialize_with = "platform::validate::whole_number")]
     quantity: i64,
+}
+
+// The rules `NewOrder::parse` applies, as the document states them.
+fn lines_rule() -> Schema {
+    domain::LINES.array_schema(<ItemRequest as PartialSchema>::schema())
+}
+
+fn sku_rule() -> Object {
+    platform::validate::SKU.schema()
+}
+
+fn quantity_rule() -> Object {
+    domain::QUANTITY.schema()
+}
+
+fn status_rule() -> Object {
+    platform::validate::words_schema(Status::ALL)
+}
+
+fn limit_rule() -> Object {
+    LIST_LIMIT.schema()
 }
 
 /// An order as the API shows it.
@@ -122,7 +151,7 @@ impl From<Order> for OrderView {
 
 /// Places an order: 202 PENDING at once; the saga confirms or cancels it.
 #[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = PlaceOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key return the first answer")),
+    params(KeyHeader),
     responses(
         (status = 202, description = "Accepted, PENDING", body = OrderView,
             headers(("Location" = String, description = "/api/orders/{id}"))),
@@ -189,7 +218,10 @@ async fn find(
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     user_id: Option<String>,
+    #[param(schema_with = status_rule)]
     status: Option<String>,
+    /// At most this many (50 by default).
+    #[param(schema_with = limit_rule)]
     limit: Option<i64>,
 }
 
@@ -213,10 +245,8 @@ async fn list(
         .map(str::parse::<Status>)
         .transpose()
         .map_err(|_| Problem::invalid("status", "must be PENDING, CONFIRMED, CANCELLING or CANCELLED"))?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(Problem::invalid("limit", "must be from 1 to 500"));
-    }
+    let limit =
+        LIST_LIMIT.check(query.limit.unwrap_or(50)).map_err(|rule| Problem::invalid("limit", rule))?;
     // A user id that is not a UUID is no user's: it matches no order (not a 422), and
     // names no other user either (not a 403).
     let Ok(user_id) = query.user_id.as_deref().map(str::parse::<Uuid>).transpose() else {

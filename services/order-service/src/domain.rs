@@ -1,6 +1,7 @@
 //! An order's life: its statuses, the moves between them, and a valid new order.
 
 use platform::problem::Problem;
+use platform::validate::IntRule;
 use shared_events::{FailureReason, OrderItem};
 use uuid::Uuid;
 
@@ -52,6 +53,12 @@ pub fn next(status: Status, step: Step) -> Option<(Status, Option<FailureReason>
     }
 }
 
+/// How many lines an order has.
+pub const LINES: IntRule = IntRule(1..=50);
+
+/// How many units a line orders.
+pub const QUANTITY: IntRule = IntRule(1..=1000);
+
 /// A valid order request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
@@ -65,20 +72,15 @@ impl NewOrder {
     /// Validates a request: the first rule broken is the 422.
     pub fn parse(user_id: &str, items: Vec<(String, i64)>) -> Result<Self, Problem> {
         let user_id = user_id.parse::<Uuid>().map_err(|_| Problem::invalid("userId", "is not a UUID"))?;
-        if items.is_empty() {
-            return Err(Problem::invalid("items", "must not be empty"));
-        }
-        if items.len() > 50 {
-            return Err(Problem::invalid("items", "must have at most 50 lines"));
-        }
+        LINES.check(items.len() as i64).map_err(|rule| Problem::invalid("items", format!("{rule} lines")))?;
         let mut valid = Vec::with_capacity(items.len());
         for (n, (sku, quantity)) in items.into_iter().enumerate() {
             if let Err(rule) = platform::validate::sku(&sku) {
                 return Err(Problem::invalid(&format!("items[{n}].sku"), rule));
             }
-            if !(1..=1000).contains(&quantity) {
-                return Err(Problem::invalid(&format!("items[{n}].quantity"), "must be from 1 to 1000"));
-            }
+            let quantity = QUANTITY
+                .check(quantity)
+                .map_err(|rule| Problem::invalid(&format!("items[{n}].quantity"), rule))?;
             valid.push(OrderItem { sku, quantity: quantity as u32 });
         }
         Ok(Self { user_id, items: valid })

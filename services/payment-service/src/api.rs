@@ -3,16 +3,17 @@
 //! anyone's. Another user's wallet answers 404, as a missing one does, so that nothing
 //! about it is revealed.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json as AxumJson, Router};
 use platform::auth::Caller;
 use platform::auth::UNAUTHORIZED;
 use platform::clock::now_ms;
 use platform::db::Db;
-use platform::extract::Json;
+use platform::extract::{Json, Query};
 use platform::problem::Problem;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::Object;
 use uuid::Uuid;
 
 use crate::domain::{self, DepositAmount};
@@ -72,7 +73,14 @@ async fn wallet(
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"amountCents": 5000}))]
 struct Deposit {
+    #[schema(schema_with = amount_rule)]
+    #[serde(deserialize_with = "platform::validate::whole_number")]
     amount_cents: i64,
+}
+
+/// The rule `DepositAmount::parse` applies, as the document states it.
+fn amount_rule() -> Object {
+    domain::DEPOSIT_CENTS.schema()
 }
 
 /// Adds money to a wallet.

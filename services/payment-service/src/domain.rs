@@ -2,6 +2,7 @@
 //! given the balance the transaction has locked. The store reads and writes; these decide.
 
 use platform::problem::Problem;
+use platform::validate::IntRule;
 use shared_events::FailureReason;
 
 platform::text_enum! {
@@ -61,18 +62,17 @@ pub fn credit(balance: i64, amount_cents: i64) -> Option<i64> {
 /// The largest single deposit, in cents (1,000,000.00).
 pub const MAX_DEPOSIT_CENTS: i64 = 100_000_000;
 
-/// A deposit's amount, checked once: 1 cent to [`MAX_DEPOSIT_CENTS`].
+/// A deposit's amount in cents: 1 cent to [`MAX_DEPOSIT_CENTS`].
+pub const DEPOSIT_CENTS: IntRule = IntRule(1..=MAX_DEPOSIT_CENTS);
+
+/// A deposit's amount, checked once ([`DEPOSIT_CENTS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepositAmount(i64);
 
 impl DepositAmount {
     /// Validates `amountCents`.
     pub fn parse(cents: i64) -> Result<Self, Problem> {
-        if (1..=MAX_DEPOSIT_CENTS).contains(&cents) {
-            Ok(Self(cents))
-        } else {
-            Err(Problem::invalid("amountCents", format!("must be from 1 to {MAX_DEPOSIT_CENTS}")))
-        }
+        DEPOSIT_CENTS.check(cents).map(Self).map_err(|rule| Problem::invalid("amountCents", rule))
     }
 
     /// In cents.

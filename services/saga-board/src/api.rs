@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,8 +16,12 @@ use platform::clock::{now_ms, rfc3339_ms};
 use platform::config::KafkaConfig;
 use platform::db::Db;
 use platform::dead_letter::{self, ReplayError, Selection};
+use platform::extract::Query;
 use platform::problem::Problem;
+use platform::validate::{self, IntRule, LIST_LIMIT};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::Ref;
+use utoipa::openapi::schema::{AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
 use uuid::Uuid;
 
 use crate::changes::Changes;
@@ -124,26 +128,40 @@ impl OrderSummary {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 struct OrdersQuery {
-    /// `PENDING`, `CONFIRMED`, `CANCELLING` or `CANCELLED`.
+    /// Where the orders stand.
+    #[param(schema_with = status_rule)]
     status: Option<String>,
     /// A failure reason, e.g. `INSUFFICIENT_FUNDS`.
     reason: Option<String>,
     /// One user's orders.
     user_id: Option<String>,
-    /// Only orders not final this many seconds after their creation (1..=604800).
+    /// Only orders not final this many seconds after their creation.
+    #[param(schema_with = stuck_rule)]
     stuck: Option<i64>,
-    /// At most this many (1..=500, 50 by default).
+    /// At most this many (50 by default).
+    #[param(schema_with = limit_rule)]
     limit: Option<i64>,
 }
 
-/// A list's `limit`: `default` when absent, 1 to 500 when given.
+/// `stuck`, in seconds: up to a week.
+const STUCK_SECONDS: IntRule = IntRule(1..=604_800);
+
+// The rules the handlers apply, as the document states them.
+fn limit_rule() -> Object {
+    LIST_LIMIT.schema()
+}
+
+fn stuck_rule() -> Object {
+    STUCK_SECONDS.schema()
+}
+
+fn status_rule() -> Object {
+    validate::words_schema(Status::ALL)
+}
+
+/// A list's `limit`: `default` when absent.
 fn limit(given: Option<i64>, default: i64) -> Result<i64, Problem> {
-    let limit = given.unwrap_or(default);
-    if (1..=500).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(Problem::invalid("limit", "must be within 1..=500"))
-    }
+    LIST_LIMIT.check(given.unwrap_or(default)).map_err(|rule| Problem::invalid("limit", rule))
 }
 
 /// The orders, newest first.
@@ -158,16 +176,18 @@ async fn orders(
     State(board): State<Board>,
     Query(query): Query<OrdersQuery>,
 ) -> Result<Json<Vec<OrderSummary>>, Problem> {
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
-        Some(text) => Some(Status::from_str(text).map_err(|e| Problem::invalid("status", e))?),
-        None => None,
-    };
+    let status = query
+        .status
+        .as_deref()
+        .map(Status::from_str)
+        .transpose()
+        .map_err(|e| Problem::invalid("status", e))?;
     let limit = limit(query.limit, 50)?;
-    let stuck_after_ms = match query.stuck {
-        Some(seconds) if (1..=604_800).contains(&seconds) => Some(seconds * 1000),
-        Some(_) => return Err(Problem::invalid("stuck", "must be within 1..=604800 seconds")),
-        None => None,
-    };
+    let stuck_after_ms = query
+        .stuck
+        .map(|seconds| STUCK_SECONDS.check(seconds).map(|seconds| seconds * 1000))
+        .transpose()
+        .map_err(|rule| Problem::invalid("stuck", format!("{rule} seconds")))?;
     let filter = OrderFilter {
         status,
         reason: query.reason.filter(|r| !r.is_empty()),
@@ -200,7 +220,6 @@ struct TimelineEntry {
     trace_id: Option<String>,
     key: Option<String>,
     /// The payload: JSON, or the text as it was when it is not JSON.
-    #[schema(value_type = Object)]
     payload: serde_json::Value,
     headers: std::collections::BTreeMap<String, String>,
     /// An event id seen earlier in the timeline (the outbox publishes at least once).
@@ -221,10 +240,19 @@ struct TimelineEntry {
 struct OrderTimeline {
     /// The order's view (absent when nothing but invalid messages was seen of it).
     #[serde(flatten)]
+    #[schema(schema_with = summary_or_none)]
     summary: Option<OrderSummary>,
     /// The order's trace in Zipkin.
     trace_url: Option<String>,
     timeline: Vec<TimelineEntry>,
+}
+
+/// A flattened optional summary: its fields, or none of them (no `orderId`).
+fn summary_or_none() -> Schema {
+    let none = ObjectBuilder::new()
+        .property("orderId", ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some("No summary: nothing but invalid messages was seen of the order"));
+    AnyOfBuilder::new().item(Ref::from_schema_name("OrderSummary")).item(none).build().into()
 }
 
 fn payload_value(payload: Option<&str>) -> serde_json::Value {
@@ -430,7 +458,8 @@ pub async fn dead_letter_views(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct DeadLettersQuery {
-    /// At most this many (1..=500, 100 by default).
+    /// At most this many (100 by default).
+    #[param(schema_with = limit_rule)]
     limit: Option<i64>,
 }
 

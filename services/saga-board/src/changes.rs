@@ -1,10 +1,23 @@
-//! What changed in the view, for the live stream: the projection announces each change
-//! once its transaction has committed, and every open stream hears of it.
+//! What changed in the view, for the live stream: the projection records each change in
+//! its transaction, and once that has committed every open stream hears of it, on every
+//! instance of the board. On SQLite (one process per store) the change goes straight to
+//! this process's streams; on PostgreSQL, where several instances share the store and
+//! each consumes only its own partitions, it goes out as a `NOTIFY`, which the database
+//! delivers at commit to each instance's listener, this one's included.
 
+use std::time::Duration;
+
+use platform::db::{Backend, Tx};
+use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::Position;
+use crate::record::{parse_position_id, position_id};
+
+/// The PostgreSQL channel the instances of one store tell each other on.
+const CHANNEL: &str = "saga_board_changes";
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +26,29 @@ pub enum Change {
     Order(Uuid),
     /// A dead letter arrived, or came back after a replay.
     DeadLetter(Position),
+    /// Changes may have been missed (the listener's connection was lost): streams end,
+    /// and their clients read the lists afresh.
+    Missed,
+}
+
+impl Change {
+    /// As a `NOTIFY` payload.
+    fn payload(&self) -> String {
+        match self {
+            Self::Order(id) => format!("order {id}"),
+            Self::DeadLetter(position) => format!("dead-letter {}", position_id(position)),
+            Self::Missed => "missed".to_owned(),
+        }
+    }
+
+    /// From a `NOTIFY` payload.
+    fn from_payload(payload: &str) -> Option<Self> {
+        match payload.split_once(' ') {
+            Some(("order", id)) => id.parse().ok().map(Self::Order),
+            Some(("dead-letter", id)) => parse_position_id(id).map(Self::DeadLetter),
+            _ => (payload == "missed").then_some(Self::Missed),
+        }
+    }
 }
 
 /// The channel changes go out on.
@@ -34,13 +70,103 @@ impl Changes {
         Self { sender: broadcast::channel(8192).0 }
     }
 
-    /// Tells every listener (none listening is fine).
+    /// Tells this process's streams (none listening is fine).
     pub fn announce(&self, change: Change) {
         let _ = self.sender.send(change);
+    }
+
+    /// Tells the streams of every instance about `change` once `tx` has committed, and
+    /// never if it rolls back.
+    pub async fn record(&self, tx: &mut Tx, change: Change) -> Result<(), sqlx::Error> {
+        match tx.backend() {
+            Backend::Postgres => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(change.payload())
+                    .execute(tx.conn())
+                    .await?;
+            }
+            Backend::Sqlite => {
+                let changes = self.clone();
+                tx.after_commit(move || changes.announce(change));
+            }
+        }
+        Ok(())
     }
 
     /// A new listener, hearing of changes from now on.
     pub fn listen(&self) -> broadcast::Receiver<Change> {
         self.sender.subscribe()
+    }
+
+    /// Hears what every instance records on the PostgreSQL store at `url` and tells this
+    /// process's streams, until `stopping`. Runs for the life of the service. Whenever
+    /// the connection was lost, what was sent meanwhile is lost with it: once listening
+    /// again, it tells the streams to start again.
+    pub async fn relay_from_postgres(self, url: String, stopping: CancellationToken) {
+        let mut listener: Option<PgListener> = None;
+        let mut lost = false;
+        while !stopping.is_cancelled() {
+            let Some(connected) = listener.as_mut() else {
+                match connect(&url).await {
+                    Ok(connected) => {
+                        listener = Some(connected);
+                        if lost {
+                            self.announce(Change::Missed);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot LISTEN for the board's changes: trying again in 1 s");
+                        lost = true;
+                        tokio::select! {
+                            () = stopping.cancelled() => {}
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+                continue;
+            };
+            let heard = tokio::select! {
+                () = stopping.cancelled() => break,
+                heard = connected.try_recv() => heard,
+            };
+            match heard {
+                Ok(Some(notification)) => match Change::from_payload(notification.payload()) {
+                    Some(change) => self.announce(change),
+                    None => tracing::warn!(payload = notification.payload(), "not a change of the board"),
+                },
+                // The connection was lost and the listener is listening again already.
+                Ok(None) => {
+                    tracing::warn!("the board's LISTEN connection was lost: open streams start again");
+                    self.announce(Change::Missed);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the board's LISTEN connection failed: connecting again");
+                    listener = None;
+                    lost = true;
+                }
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_survives_its_notify_payload() {
+        let letter = Position { topic: "order.created.dlt".into(), partition: 2, offset: 41 };
+        for change in [Change::Order(Uuid::now_v7()), Change::DeadLetter(letter), Change::Missed] {
+            assert_eq!(Change::from_payload(&change.payload()), Some(change));
+        }
+        assert_eq!(Change::from_payload("order not-a-uuid"), None);
+        assert_eq!(Change::from_payload("something else"), None);
     }
 }

@@ -87,6 +87,9 @@ pub fn routes(settings: Settings, changes: Changes) -> impl FnOnce(&Context) -> 
         let kafka = context.config.kafka.clone();
         context.routes_on_db(|db| {
             let stopping = context.stopping.clone();
+            if db.backend() == platform::db::Backend::Postgres {
+                tokio::spawn(changes.clone().relay_from_postgres(db.url().to_owned(), stopping.clone()));
+            }
             let consumers = consumers::Consumers::new(&kafka)
                 .inspect_err(|error| tracing::error!(%error, "cannot read the consumer groups' offsets"))
                 .ok();

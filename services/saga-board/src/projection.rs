@@ -1,7 +1,8 @@
 //! The consumers that build the board: every message of the saga topics and of every
 //! dead-letter topic is kept as it came, and the view of its order recomputed, in the
 //! transaction that records the message as processed (so exactly once, like every
-//! consumer here). Changes are announced after the commit.
+//! consumer here). Changes are recorded in the same transaction, and heard once it has
+//! committed (see [`Changes`]).
 
 use async_trait::async_trait;
 use platform::config::KafkaConfig;
@@ -35,12 +36,10 @@ impl RawHandler for Events {
         store::insert_event(tx, &event).await?;
         if let Some(order_id) = event.order_id {
             store::refresh_order(tx, order_id).await?;
-            let changes = self.changes.clone();
-            tx.after_commit(move || changes.announce(Change::Order(order_id)));
+            self.changes.record(tx, Change::Order(order_id)).await?;
         }
         if let Some(dead_letter) = replayed {
-            let changes = self.changes.clone();
-            tx.after_commit(move || changes.announce(Change::DeadLetter(dead_letter)));
+            self.changes.record(tx, Change::DeadLetter(dead_letter)).await?;
         }
         Ok(())
     }
@@ -64,11 +63,9 @@ impl RawHandler for DeadLetters {
         store::insert_dead_letter(tx, &letter).await?;
         if let Some(order_id) = letter.message.order_id {
             store::refresh_order(tx, order_id).await?;
-            let changes = self.changes.clone();
-            tx.after_commit(move || changes.announce(Change::Order(order_id)));
+            self.changes.record(tx, Change::Order(order_id)).await?;
         }
-        let changes = self.changes.clone();
-        tx.after_commit(move || changes.announce(Change::DeadLetter(letter.position)));
+        self.changes.record(tx, Change::DeadLetter(letter.position)).await?;
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ const GATHER: Duration = Duration::from_millis(200);
 #[utoipa::path(get, path = "/api/board/stream", tag = "board",
     responses((status = 200, description = "Server-sent events: `order` (data: an order summary) and \
             `dead-letter` (data: a dead letter), with comment lines to keep the connection open",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = StreamData),
         (status = 401, description = UNAUTHORIZED, body = Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "Bearer"))),
         (status = 403, description = NOT_ADMIN, body = Problem, content_type = "application/problem+json")))]
@@ -56,6 +56,10 @@ pub async fn stream(
                     Err(TryRecvError::Lagged(missed)) => return fell_behind(missed),
                     Err(_) => break,
                 }
+            }
+            if changes.contains(&Change::Missed) {
+                tracing::info!("changes may have been missed: the stream ends, its client reconnects");
+                return None;
             }
             match render(&board, changes).await {
                 Ok(events) if !events.is_empty() => {
@@ -91,6 +95,7 @@ async fn render(board: &Board, changes: Vec<Change>) -> Result<Vec<Event>, sqlx:
             Change::DeadLetter(position) => {
                 letters.insert(position);
             }
+            Change::Missed => {}
         }
     }
     let mut conn = board.db.pool().acquire().await?;
@@ -98,7 +103,8 @@ async fn render(board: &Board, changes: Vec<Change>) -> Result<Vec<Event>, sqlx:
     let mut events = Vec::new();
     for chunk in ids.chunks(500) {
         for row in store::orders_by_id(&mut conn, chunk).await? {
-            events.extend(event("order", &OrderSummary::of(row, STUCK_AFTER.as_millis() as i64)));
+            let summary = OrderSummary::of(row, STUCK_AFTER.as_millis() as i64);
+            events.extend(event("order", &StreamData::Order(&summary)));
         }
     }
     let mut found = Vec::new();
@@ -106,10 +112,20 @@ async fn render(board: &Board, changes: Vec<Change>) -> Result<Vec<Event>, sqlx:
         found.extend(store::dead_letter(&mut conn, position).await?);
     }
     let views: Vec<DeadLetterView> = dead_letter_views(&mut conn, found).await?;
-    events.extend(views.iter().filter_map(|view| event("dead-letter", view)));
+    events.extend(views.iter().filter_map(|view| event("dead-letter", &StreamData::DeadLetter(view))));
     Ok(events)
 }
 
-fn event(name: &str, data: &impl serde::Serialize) -> Option<Event> {
+/// What one event of the stream carries as its data, as the document states it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum StreamData<'a> {
+    /// An `order` event: the order's summary.
+    Order(&'a OrderSummary),
+    /// A `dead-letter` event: the dead letter.
+    DeadLetter(&'a DeadLetterView),
+}
+
+fn event(name: &str, data: &StreamData<'_>) -> Option<Event> {
     Event::default().event(name).json_data(data).ok()
 }

@@ -17,13 +17,14 @@ use platform::auth::{Caller, JWKS_PATH, Role, Signer};
 use platform::clock::{now_ms, rfc3339_ms};
 use platform::db::{Db, Tx};
 use platform::extract::Json;
-use platform::idempotency::{self, IdempotencyKey, StoredResponse};
+use platform::idempotency::{self, IdempotencyKey, KeyHeader, StoredResponse};
 use platform::problem::Problem;
 use serde::{Deserialize, Serialize};
 use shared_events::UserSignedUp;
+use utoipa::openapi::schema::Object;
 use uuid::Uuid;
 
-use crate::domain::{Email, FailureLimit, Name, NewUser, Password};
+use crate::domain::{self, Email, FailureLimit, Name, NewUser, Password};
 use crate::error::UserError;
 use crate::password;
 use crate::sign_in::{self, Issued};
@@ -63,9 +64,25 @@ pub fn router(state: AppState) -> Router {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"email": "kim@example.com", "name": "Kim", "password": "correct horse"}))]
 struct SignUpRequest {
+    #[schema(schema_with = email_rule)]
     email: String,
+    #[schema(schema_with = name_rule)]
     name: String,
+    #[schema(schema_with = password_rule)]
     password: String,
+}
+
+// The rules `SignUpRequest::validate` applies, as the document states them.
+fn email_rule() -> Object {
+    platform::validate::EMAIL.schema()
+}
+
+fn name_rule() -> Object {
+    domain::NAME.schema()
+}
+
+fn password_rule() -> Object {
+    domain::PASSWORD.schema()
 }
 
 impl std::fmt::Debug for SignUpRequest {
@@ -130,7 +147,7 @@ impl SignUpFingerprint {
 
 /// Signs a user up; `UserSignedUp` opens a wallet and sends the welcome mail.
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = SignUpRequest, security(()),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key return the first answer")),
+    params(KeyHeader),
     responses(
         (status = 201, description = "Signed up", body = UserResponse,
             headers(("Location" = String, description = "/api/users/{id}"))),
@@ -202,6 +219,7 @@ async fn find(
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"email": "kim@example.com", "password": "correct horse"}))]
 struct TokenRequest {
+    #[schema(schema_with = email_rule)]
     email: String,
     password: String,
 }

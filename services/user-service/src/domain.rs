@@ -5,16 +5,23 @@
 use std::time::Duration;
 
 use platform::problem::Problem;
+use platform::validate::{self, TextRule};
 
-/// An e-mail address that looks deliverable: `local@domain.tld`, no spaces, at most 254
-/// characters. Kept as written; compared ignoring case.
+/// A display name's rule: 1 to 100 characters, not blank, no control characters.
+pub static NAME: TextRule = validate::name(1..=100);
+
+/// A password's rule: 8 to 256 characters, spaces included.
+pub static PASSWORD: TextRule = TextRule::new(8..=256, None, "");
+
+/// An e-mail address that looks deliverable ([`validate::EMAIL`]). Kept as written;
+/// compared ignoring case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
-    /// Validates `raw` (surrounding spaces are dropped).
+    /// Validates `raw`.
     pub fn parse(raw: &str) -> Result<Self, Problem> {
-        platform::validate::email_address(raw)
+        validate::email_address(raw)
             .map(|email| Self(email.to_owned()))
             .map_err(|rule| Problem::invalid("email", rule))
     }
@@ -30,24 +37,15 @@ impl Email {
     }
 }
 
-/// A display name: 1 to 100 characters after trimming, no control characters.
+/// A display name ([`NAME`]), kept without surrounding spaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Name(String);
 
 impl Name {
     /// Validates `raw`.
     pub fn parse(raw: &str) -> Result<Self, Problem> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err(Problem::invalid("name", "must not be empty"));
-        }
-        if name.chars().count() > 100 {
-            return Err(Problem::invalid("name", "is longer than 100 characters"));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(Problem::invalid("name", "must not contain control characters"));
-        }
-        Ok(Self(name.to_owned()))
+        let name = NAME.check(raw).map_err(|rule| Problem::invalid("name", rule))?;
+        Ok(Self(name.trim_matches(' ').to_owned()))
     }
 
     /// The name.
@@ -56,7 +54,7 @@ impl Name {
     }
 }
 
-/// A password of 8 to 256 characters. Its `Debug` hides it, so it cannot reach a log.
+/// A password ([`PASSWORD`]). Its `Debug` hides it, so it cannot reach a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
@@ -69,11 +67,8 @@ impl std::fmt::Debug for Password {
 impl Password {
     /// Validates `raw` (kept exactly as typed: spaces count).
     pub fn parse(raw: &str) -> Result<Self, Problem> {
-        match raw.chars().count() {
-            0..8 => Err(Problem::invalid("password", "must be at least 8 characters")),
-            257.. => Err(Problem::invalid("password", "must be at most 256 characters")),
-            _ => Ok(Self(raw.to_owned())),
-        }
+        let password = PASSWORD.check(raw).map_err(|rule| Problem::invalid("password", rule))?;
+        Ok(Self(password.to_owned()))
     }
 
     /// The secret, for hashing only.
@@ -153,12 +148,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_address_is_kept_trimmed_keyed_in_lower_case_and_named_when_invalid() {
+    fn an_address_is_kept_as_written_keyed_in_lower_case_and_named_when_invalid() {
         // The rules themselves are platform::validate's, tested there.
-        let email = Email::parse(" Jane@Example.COM ").expect("valid");
+        let email = Email::parse("Jane@Example.COM").expect("valid");
         assert_eq!((email.as_str(), email.key().as_str()), ("Jane@Example.COM", "jane@example.com"));
         let problem = Email::parse("a@localhost").expect_err("no dot in the domain");
         assert_eq!((problem.status, problem.field.as_deref()), (422, Some("email")));
+        // What the document's pattern refuses, the check refuses: no quiet trimming.
+        assert!(Email::parse(" Jane@Example.COM ").is_err());
     }
 
     #[test]

@@ -78,7 +78,8 @@ fn admin_account(env: &Env<'_>) -> Result<Option<AdminAccount>, ConfigError> {
     match (env.get("ADMIN_EMAIL"), env.get("ADMIN_PASSWORD")) {
         (None, None) => Ok(None),
         (Some(email), Some(password)) => Ok(Some(AdminAccount {
-            email: Email::parse(&email)
+            // Trimmed: a value read from a file often ends in a newline.
+            email: Email::parse(email.trim())
                 .map_err(|problem| error("ADMIN_EMAIL", email, problem.detail.unwrap_or_default()))?,
             // Its value is never shown, not even when it breaks a rule.
             password: Password::parse(&password).map_err(|problem| {

@@ -2,10 +2,13 @@
 //! dead letters and their replay, its live stream, and the same view again from a board
 //! started on an empty store (rebuilt from the topics alone).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
+
+use testkit::TestService;
 
 use crate::helpers::{ALL, Running, admin_client, spawn_with};
 use crate::saga::Saga;
@@ -233,4 +236,68 @@ async fn the_board_shows_every_kind_of_saga_and_a_rebuilt_board_shows_the_same()
         let path = format!("/api/board/orders/{order}");
         assert_eq!(get(&rebuilt, &path).await, get(&live, &path).await, "the timeline of {order}");
     }
+}
+
+/// The ids of the dead letters of `order.created` that `stream` told of, read until there
+/// are `count` of them, for at most 60 s.
+async fn dead_letters_streamed(
+    stream: &mut reqwest::Response,
+    count: usize,
+    which: &str,
+) -> BTreeSet<String> {
+    const ID: &str = "\"id\":\"order.created.dlt/";
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ids: BTreeSet<String> = seen
+            .match_indices(ID)
+            .filter_map(|(at, _)| seen[at + 6..].split('"').next().map(str::to_owned))
+            .collect();
+        if ids.len() >= count {
+            return ids;
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("the stream of {which} told of {ids:?} only, within 60 s"));
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("a chunk").expect("still open")));
+    }
+}
+
+#[tokio::test]
+async fn two_boards_on_one_postgres_store_each_stream_every_change_whichever_consumed_it() {
+    let saga = Saga::start().await;
+    // PostgreSQL whatever TEST_DATABASE says: only there do instances share a store.
+    let store = testkit::TestDatabase::create_on(testkit::TestBackend::Postgres).await;
+    // Each instance with its own channel of changes, as in a process of its own (the
+    // other tests' boards share one).
+    let instance = || async {
+        let changes = saga_board::changes::Changes::new();
+        let spec = saga_board::spec(changes.clone());
+        let mut config = testkit::service_config(&spec, &store.url);
+        config.kafka.topic_prefix = saga.prefix().to_owned();
+        TestService::spawn(&spec, config, move |context| {
+            saga_board::routes(saga_board::Settings::default(), changes)(context)
+        })
+        .await
+    };
+    let first = instance().await;
+    let second = instance().await;
+    let open =
+        |board: &TestService| admin_client().get(format!("{}/api/board/stream", board.base_url)).send();
+    let mut first_stream = open(&first).await.expect("stream");
+    let mut second_stream = open(&second).await.expect("stream");
+    // Both in the group before the messages come, so that each consumes some of them.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // A dead letter is one message, so one instance consumes it: keyed apart, they land
+    // on every partition of order.created.dlt, and so on both instances.
+    const LETTERS: usize = 9;
+    for n in 0..LETTERS {
+        produce_poison(saga.prefix(), &format!("poison-{n}")).await;
+    }
+    let first_saw = dead_letters_streamed(&mut first_stream, LETTERS, "the first board").await;
+    let second_saw = dead_letters_streamed(&mut second_stream, LETTERS, "the second board").await;
+    assert_eq!(first_saw, second_saw);
+    let partitions: BTreeSet<&str> = first_saw.iter().filter_map(|id| id.split('/').nth(1)).collect();
+    assert!(partitions.len() > 1, "the dead letters are spread over the partitions: {first_saw:?}");
 }

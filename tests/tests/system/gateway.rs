@@ -155,3 +155,43 @@ async fn the_gateway_counts_each_upstream_answer_by_service_and_status() {
     );
     assert!(has("gateway_upstream_duration_seconds_count", &["service=\"order-service\""]), "{metrics}");
 }
+
+/// A stand-in instance of order-service that answers with its name and the body it got.
+async fn named_instance(name: &'static str) -> String {
+    let app = axum::Router::new()
+        .route("/api/orders/{*rest}", any(move |body: String| async move { format!("{name}:{body}") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn the_instances_of_a_service_take_turns_and_one_that_refuses_connections_is_skipped() {
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let instances = vec![named_instance("a").await, closed, named_instance("b").await];
+    let upstreams = gateway::Upstreams::default().with_instances("order-service", instances);
+    let gateway = gateway(upstreams, Duration::from_secs(10)).await;
+    let client = crate::helpers::admin_client();
+    let mut answers = Vec::new();
+    for n in 0..6 {
+        let answer = client
+            .post(format!("{}/api/orders/x", gateway.base_url))
+            .body(format!("order {n}"))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(answer.status(), 200, "every request reaches an instance that is up");
+        answers.push(answer.text().await.expect("text"));
+    }
+    // Turns a, (closed →) b, b, a, b, b: the body goes on to the next instance whole.
+    assert_eq!(answers, ["a:order 0", "b:order 1", "b:order 2", "a:order 3", "b:order 4", "b:order 5"]);
+    let metrics = client.get(format!("{}/metrics", gateway.base_url)).send().await.expect("GET");
+    let metrics = metrics.text().await.expect("text");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("gateway_upstream_errors_total")
+            && l.contains("kind=\"instance_refused\"")
+            && l.ends_with(" 2")),
+        "{metrics}"
+    );
+}
