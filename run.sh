@@ -5,7 +5,8 @@
 #
 # It supervises the services: one that dies (kill -9 it and see) is started again at
 # once, with a line saying so and how often; one that keeps dying right after it starts
-# (three times in a row within 15 s of starting) stops the system, with the reason.
+# (three times in a row within 15 s of starting) stops the system, with the reason. One
+# that stops cleanly (exit code 0: asked to, by `kill <pid>`) stops the system, as Ctrl-C.
 #
 #   ./run.sh [--postgres] [--release]
 #
@@ -68,8 +69,10 @@ declare -A started_at=() restarts=() quick_deaths=()
 start_service() {
   local s=$1 db=${1//-/_} url
   if $postgres; then url="postgres://postgres@127.0.0.1:${PG_PORT:-5432}/$db"; else url="sqlite://data/$s.db?mode=rwc"; fi
-  # The gateway owns no database; DATABASE_URL is simply not read there.
-  DATABASE_URL=$url KAFKA_BOOTSTRAP_SERVERS=$bootstrap HTTP_ADDR=127.0.0.1:${port[$s]} \
+  # The gateway owns no database; DATABASE_URL is simply not read there. A static member
+  # name: a service started again takes its partitions back at once, not after a
+  # session timeout and a rebalance.
+  DATABASE_URL=$url KAFKA_BOOTSTRAP_SERVERS=$bootstrap HTTP_ADDR=127.0.0.1:${port[$s]} KAFKA_GROUP_INSTANCE_ID=$s-1 \
     "$target/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
   pid[$s]=$!
   started_at[$s]=$SECONDS
@@ -118,6 +121,13 @@ while true; do
   s=$(service_of "$ended")
   [[ -n $s ]] || { sleep 0.2; continue; }
   lived=$((SECONDS - started_at[$s]))
+  # Exit code 0 is a service that was asked to stop: by `kill <pid>`, or by a Ctrl-C that
+  # reached the services while this script's trap did not run (seen in CI, twice, right
+  # after a restart). Either way the user wants it stopped: the system stops, as on Ctrl-C.
+  if ((code == 0)); then
+    log "$s stopped cleanly after ${lived} s (asked to stop): stopping the system, as Ctrl-C does"
+    exit 0
+  fi
   if ((lived < QUICK_DEATH_S)); then quick_deaths[$s]=$((quick_deaths[$s] + 1)); else quick_deaths[$s]=0; fi
   if ((quick_deaths[$s] >= QUICK_DEATHS_MAX)); then
     log "!!! $s died $QUICK_DEATHS_MAX times within ${QUICK_DEATH_S} s of starting (last: $(describe_exit "$code")): it cannot run, stopping the system (its log is above)"
