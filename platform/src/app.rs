@@ -378,32 +378,38 @@ fn with_standard_layers(router: Router) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: the server polls it from a task of its own, and a
+/// SIGTERM that came after the first answered request but before that poll took the
+/// default action and killed the process (seen in CI as "exited with signal 15").
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let (mut interrupt, mut terminate) = match (interrupt, terminate) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for Ctrl-C and SIGTERM");
+                return std::future::pending().await;
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("Ctrl-C: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
     }
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+pub async fn shutdown_signal() {
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        tracing::error!(%error, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+    tracing::info!("Ctrl-C: shutting down");
 }
 
 /// The whole life of a service process: read the configuration, set up tracing, build,
@@ -432,7 +438,8 @@ pub fn run(spec: ServiceSpec, routes: impl FnOnce(&Context) -> Router) -> ExitCo
     };
     let outcome = runtime.block_on(async move {
         let app = Application::build(&spec, config, routes).await.map_err(Failure::Start)?;
-        app.run_until_stopped(shutdown_signal()).await.map_err(Failure::Run)
+        let stop = shutdown_signal();
+        app.run_until_stopped(stop).await.map_err(Failure::Run)
     });
     let code = match outcome {
         Ok(()) => {
