@@ -90,13 +90,14 @@ pub async fn delete_expired_in_batches(
             if db.backend() == Backend::Postgres {
                 let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
                     .bind(CLEANUP_LOCK)
-                    .fetch_one(tx.conn())
+                    .fetch_one(tx.conn().await?)
                     .await?;
                 if !ours {
                     return Ok(deleted); // another instance is cleaning up
                 }
             }
-            let n = sqlx::query(sql).bind(cut_off).bind(batch).execute(tx.conn()).await?.rows_affected();
+            let n =
+                sqlx::query(sql).bind(cut_off).bind(batch).execute(tx.conn().await?).await?.rows_affected();
             tx.commit().await?;
             deleted.batches += 1;
             metrics::cleaned_up(table, n);

@@ -10,10 +10,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use futures::future::BoxFuture;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyConnection, AnyPool, Connection, Executor, Transaction};
+use sqlx::{
+    Any, AnyConnection, AnyPool, Arguments, Connection, Encode, Executor, SqlSafeStr, Transaction, Type,
+};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 /// Which database engine a [`Db`] talks to.
@@ -78,17 +81,33 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    /// What write transactions use: on SQLite a pool of one connection, on PostgreSQL
-    /// `pool` itself.
-    writes: AnyPool,
+    /// What write transactions use.
+    writer: Writer,
     backend: Backend,
     /// The URL it was opened with, for connections outside the pool (LISTEN).
     url: Arc<str>,
     /// Signalled when a transaction that wrote outbox rows commits: the relay's doorbell.
     outbox_written: Arc<Notify>,
-    /// SQLite writers queue here, in order, for the one write connection: waiting in the
+}
+
+/// Where write transactions run.
+#[derive(Debug, Clone)]
+enum Writer {
+    /// SQLite's one write connection. Writers queue for it here, in order: waiting in a
     /// pool instead, a writer behind a long queue would give up at its acquire timeout.
-    sqlite_writer: Arc<Mutex<()>>,
+    Sqlite(Arc<Mutex<SqliteWriter>>),
+    /// The pool itself.
+    Postgres(AnyPool),
+}
+
+/// The connection every SQLite write goes through.
+#[derive(Debug)]
+struct SqliteWriter {
+    /// `None` once the database is closed.
+    conn: Option<AnyConnection>,
+    /// A transaction may be open on it: one that was dropped, or failed, before it
+    /// ended. The next writer rolls it back first.
+    open: bool,
 }
 
 impl Db {
@@ -98,7 +117,7 @@ impl Db {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let connect_error = |source| DbError::Connect { url: mask_password(url), source };
-        let (pool, writes) = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
                 create_sqlite_parent(url).map_err(|e| connect_error(sqlx::Error::Io(e)))?;
                 // WAL lets readers run beside the one writer, and a commit appends to the
@@ -112,22 +131,17 @@ impl Db {
                 // own commits. Writers taking turns on eight connections re-read from
                 // the file, at each transaction, the pages another one changed.
                 let readers = sqlite_pool(8).connect(url).await.map_err(connect_error)?;
-                let writer = sqlite_pool(1).connect(url).await.map_err(connect_error)?;
-                (readers, writer)
+                let mut conn = AnyConnection::connect(url).await.map_err(connect_error)?;
+                conn.execute(SQLITE_SYNCHRONOUS).await.map_err(connect_error)?;
+                let writer = SqliteWriter { conn: Some(conn), open: false };
+                (readers, Writer::Sqlite(Arc::new(Mutex::new(writer))))
             }
             Backend::Postgres => {
                 let pool = pool_options().max_connections(16).connect(url).await.map_err(connect_error)?;
-                (pool.clone(), pool)
+                (pool.clone(), Writer::Postgres(pool))
             }
         };
-        let db = Self {
-            pool,
-            writes,
-            backend,
-            url: url.into(),
-            outbox_written: Arc::new(Notify::new()),
-            sqlite_writer: Arc::default(),
-        };
+        let db = Self { pool, writer, backend, url: url.into(), outbox_written: Arc::new(Notify::new()) };
         for set in std::iter::once(&&PLATFORM_MIGRATIONS).chain(migrations) {
             let mut migrator = match backend {
                 Backend::Sqlite => (set.sqlite)(),
@@ -157,14 +171,25 @@ impl Db {
 
     /// Starts a transaction that will write. On SQLite writers queue in this process first,
     /// then take the write lock at once (`BEGIN IMMEDIATE`), so two writers never fail or
-    /// back off when one upgrades its read lock.
+    /// back off when one upgrades its read lock. The `BEGIN` goes to SQLite with the
+    /// transaction's first statement (see [`Tx::write`]).
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        let (inner, writer) = match self.backend {
-            Backend::Sqlite => {
-                let writer = self.sqlite_writer.clone().lock_owned().await;
-                (self.writes.begin_with("BEGIN IMMEDIATE").await?, Some(writer))
+        let inner = match &self.writer {
+            Writer::Sqlite(writer) => {
+                let mut writer = writer.clone().lock_owned().await;
+                let SqliteWriter { conn, open } = &mut *writer;
+                let conn = conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                if *open {
+                    // Left by a transaction that was dropped or failed; it may have ended
+                    // already, and then this fails harmlessly.
+                    let _ = conn.execute("ROLLBACK").await;
+                    *open = false;
+                }
+                let mut pending = Pending::default();
+                pending.sql.push_str("BEGIN IMMEDIATE");
+                Inner::Sqlite { writer, pending }
             }
-            Backend::Postgres => (self.writes.begin().await?, None),
+            Writer::Postgres(pool) => Inner::Postgres(pool.begin().await?),
         };
         Ok(Tx {
             inner,
@@ -172,7 +197,6 @@ impl Db {
             outbox_written: self.outbox_written.clone(),
             backend: self.backend,
             after_commit: Vec::new(),
-            _writer: writer,
         })
     }
 
@@ -188,7 +212,18 @@ impl Db {
 
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
-        self.writes.close().await;
+        match &self.writer {
+            Writer::Sqlite(writer) => {
+                let mut writer = writer.lock().await;
+                if let Some(mut conn) = writer.conn.take() {
+                    if writer.open {
+                        let _ = conn.execute("ROLLBACK").await;
+                    }
+                    let _ = conn.close().await;
+                }
+            }
+            Writer::Postgres(pool) => pool.close().await,
+        }
         self.pool.close().await;
     }
 }
@@ -206,12 +241,14 @@ fn sqlite_pool(connections: u32) -> AnyPoolOptions {
         .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
-                // Durable across a process crash (not a power cut), and no fsync per commit.
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute(SQLITE_SYNCHRONOUS).await?;
                 Ok(())
             })
         })
 }
+
+/// Durable across a process crash (not a power cut), and no fsync per commit.
+const SQLITE_SYNCHRONOUS: &str = "PRAGMA synchronous = NORMAL";
 
 /// The `VALUES` list of a multi-row statement: `rows` tuples of `columns` numbered
 /// parameters each, numbered from `$first` (`values(2, 3, 1)` is `($1, $2, $3), ($4, $5, $6)`).
@@ -268,20 +305,40 @@ fn decode_error(text: &str, error: impl std::fmt::Display) -> sqlx::Error {
 
 /// A write transaction: a state change and the events it publishes commit together.
 ///
-/// Store functions take [`Tx::conn`]; [`Tx::publish`](crate::outbox) adds an event to the
-/// outbox; [`Tx::commit`] commits and, when events were written, wakes the relay at once.
-/// Dropped without a commit, it rolls back and nothing is published.
+/// Statements whose only result is success go through [`Tx::write`]; reads, and writes
+/// whose result is looked at, through [`Tx::conn`]; [`Tx::publish`](crate::outbox) adds
+/// an event to the outbox; [`Tx::commit`] commits and, when events were written, wakes
+/// the relay at once. Dropped without a commit, it rolls back and nothing is published.
+///
+/// On SQLite every statement is a hand-off to the connection's own thread and back, and
+/// those thread switches were most of what a saga cost. So there [`Tx::write`] only
+/// queues its statement; the queue goes to SQLite as one script with the next read, or
+/// with the `COMMIT`. A transaction that only writes (a new order with its lines, history
+/// and outbox rows) is then one hand-off from `BEGIN` to `COMMIT`.
 pub struct Tx {
-    // Dropped before the writer's turn below: the rollback is queued before the next
-    // writer starts.
-    inner: Transaction<'static, sqlx::Any>,
+    inner: Inner,
     /// Events published so far, written to the outbox at commit.
     pub(crate) outbox: Vec<crate::outbox::OutboxRow>,
     outbox_written: Arc<Notify>,
     backend: Backend,
     /// Run after the commit, in order; dropped with the transaction if it rolls back.
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
-    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+enum Inner {
+    /// The writer's turn, held until the transaction ends, and what is queued for it.
+    Sqlite {
+        writer: OwnedMutexGuard<SqliteWriter>,
+        pending: Pending,
+    },
+    Postgres(Transaction<'static, Any>),
+}
+
+/// Statements queued on SQLite: one script, its placeholders numbered through.
+#[derive(Default)]
+struct Pending {
+    sql: String,
+    arguments: AnyArguments,
 }
 
 impl std::fmt::Debug for Tx {
@@ -316,9 +373,52 @@ impl Tx {
         self.after_commit.push(Box::new(action));
     }
 
-    /// The connection, for queries inside the transaction.
-    pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.inner
+    /// A statement whose only result is success or failure (an `INSERT`, `UPDATE` or
+    /// `DELETE` whose row count nobody reads): bind its `$n` parameters in order, then
+    /// await it. On SQLite it is queued and runs with the transaction's next read or its
+    /// commit, whose error is then its error too; on PostgreSQL it runs at once. A
+    /// statement whose failure the caller handles, or whose row count it reads, goes
+    /// through [`Tx::conn`] instead.
+    pub fn write(&mut self, sql: impl SqlSafeStr) -> Statement<'_> {
+        self.statement(sql)
+    }
+
+    /// A statement whose rows are read (a `SELECT`, or a write `RETURNING` rows): bind its
+    /// parameters, then `fetch_all`, `fetch_optional` or `fetch_one`. On SQLite the
+    /// statements queued by [`Tx::write`] go with it, in one hand-off.
+    pub fn read(&mut self, sql: impl SqlSafeStr) -> Statement<'_> {
+        self.statement(sql)
+    }
+
+    fn statement(&mut self, sql: impl SqlSafeStr) -> Statement<'_> {
+        let sql = sql.into_sql_str();
+        let kind = match &mut self.inner {
+            Inner::Sqlite { writer, pending } => {
+                let first = pending.arguments.len();
+                if !pending.sql.is_empty() {
+                    pending.sql.push_str(";\n");
+                }
+                let parameters = renumber(sql.as_str(), first, &mut pending.sql);
+                Kind::Queued { writer, pending, expected: first + parameters }
+            }
+            Inner::Postgres(tx) => Kind::Now { conn: tx, query: sqlx::query(sql) },
+        };
+        Statement { kind, error: None }
+    }
+
+    /// The connection, for what [`Tx::write`] and [`Tx::read`] do not cover (a write whose
+    /// row count is read, a helper that takes a connection). On SQLite the statements
+    /// queued by [`Tx::write`] run first.
+    pub async fn conn(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
+        match &mut self.inner {
+            Inner::Sqlite { writer, pending } => {
+                if !pending.sql.is_empty() {
+                    run_script(writer, pending).await?;
+                }
+                Ok(writer.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?)
+            }
+            Inner::Postgres(tx) => Ok(&mut **tx),
+        }
     }
 
     /// Writes the events it published to the outbox and commits; then, if there were
@@ -326,9 +426,17 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let wrote_events = !self.outbox.is_empty();
         if wrote_events {
-            crate::outbox::insert_rows(&mut self.inner, &self.outbox).await?;
+            let rows = std::mem::take(&mut self.outbox);
+            crate::outbox::insert_rows(&mut self, &rows).await?;
         }
-        self.inner.commit().await?;
+        match self.inner {
+            Inner::Sqlite { mut writer, mut pending } => {
+                pending.sql.push_str(";\nCOMMIT");
+                run_script(&mut writer, &mut pending).await?;
+                writer.open = false;
+            }
+            Inner::Postgres(tx) => tx.commit().await?,
+        }
         if wrote_events {
             self.outbox_written.notify_one();
         }
@@ -340,8 +448,152 @@ impl Tx {
 
     /// Rolls back explicitly (dropping does the same).
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.inner.rollback().await
+        match self.inner {
+            Inner::Sqlite { mut writer, .. } => {
+                if writer.open {
+                    if let Some(conn) = writer.conn.as_mut() {
+                        conn.execute("ROLLBACK").await?;
+                    }
+                    writer.open = false;
+                }
+                Ok(())
+            }
+            Inner::Postgres(tx) => tx.rollback().await,
+        }
     }
+}
+
+/// Sends what is queued as one script and returns the rows it gave. The transaction
+/// counts as open from here until a commit succeeds: a failure or a cancelled future
+/// leaves it to the next writer to roll back.
+async fn run_script(writer: &mut SqliteWriter, pending: &mut Pending) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let Pending { sql, arguments } = std::mem::take(pending);
+    writer.open = true;
+    let conn = writer.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+    let outcome = sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments).fetch_all(&mut *conn).await;
+    if outcome.is_err() {
+        // Release the write lock now rather than at the next writer's turn.
+        let _ = conn.execute("ROLLBACK").await;
+        writer.open = false;
+    }
+    outcome
+}
+
+/// A statement of [`Tx::write`] or [`Tx::read`], taking its parameters.
+#[must_use = "a statement must be awaited or fetched: its mistakes come back there"]
+pub struct Statement<'t> {
+    kind: Kind<'t>,
+    /// The first parameter that would not encode.
+    error: Option<sqlx::error::BoxDynError>,
+}
+
+enum Kind<'t> {
+    /// Appended to the SQLite script; `expected` is the script's parameter count once
+    /// every parameter of this statement is bound.
+    Queued {
+        writer: &'t mut SqliteWriter,
+        pending: &'t mut Pending,
+        expected: usize,
+    },
+    Now {
+        conn: &'t mut Transaction<'static, Any>,
+        query: sqlx::query::Query<'static, Any, AnyArguments>,
+    },
+}
+
+impl<'t> Statement<'t> {
+    /// Binds the next `$n`.
+    pub fn bind<'e, T: Encode<'e, Any> + Type<Any>>(mut self, value: T) -> Self {
+        self.kind = match self.kind {
+            Kind::Queued { writer, pending, expected } => {
+                if let Err(error) = pending.arguments.add(value) {
+                    self.error.get_or_insert(error);
+                }
+                Kind::Queued { writer, pending, expected }
+            }
+            Kind::Now { conn, query } => Kind::Now { conn, query: query.bind(value) },
+        };
+        self
+    }
+
+    /// Runs it now, with what is queued before it, and returns its rows.
+    pub async fn fetch_all(self) -> Result<Vec<AnyRow>, sqlx::Error> {
+        match self.checked()? {
+            Kind::Queued { writer, pending, .. } => run_script(writer, pending).await,
+            Kind::Now { conn, query } => query.fetch_all(&mut **conn).await,
+        }
+    }
+
+    /// [`Statement::fetch_all`], for at most one row.
+    pub async fn fetch_optional(self) -> Result<Option<AnyRow>, sqlx::Error> {
+        Ok(self.fetch_all().await?.into_iter().next())
+    }
+
+    /// [`Statement::fetch_all`], for exactly one row.
+    pub async fn fetch_one(self) -> Result<AnyRow, sqlx::Error> {
+        self.fetch_optional().await?.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Its kind, once every parameter is known to be bound and encoded.
+    fn checked(self) -> Result<Kind<'t>, sqlx::Error> {
+        if let Some(error) = self.error {
+            return Err(sqlx::Error::Encode(error));
+        }
+        if let Kind::Queued { pending, expected, .. } = &self.kind
+            && pending.arguments.len() != *expected
+        {
+            // A script with its parameters out of step would bind every later statement
+            // wrongly: refuse it here, where the mistake is.
+            return Err(sqlx::Error::Protocol(format!(
+                "a statement takes {expected} parameters in its script, {} were bound",
+                pending.arguments.len()
+            )));
+        }
+        Ok(self.kind)
+    }
+}
+
+impl<'t> std::future::IntoFuture for Statement<'t> {
+    type Output = Result<(), sqlx::Error>;
+    type IntoFuture = BoxFuture<'t, Result<(), sqlx::Error>>;
+
+    /// Queues it on SQLite; runs it on PostgreSQL.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.checked()? {
+                Kind::Queued { .. } => Ok(()),
+                Kind::Now { conn, query } => query.execute(&mut **conn).await.map(|_| ()),
+            }
+        })
+    }
+}
+
+/// Appends `sql` to `out` with each `$n` outside quotes as `$(n + offset)`, so that
+/// statements of one script number their parameters through; returns the highest `n`.
+fn renumber(sql: &str, offset: usize, out: &mut String) -> usize {
+    let mut highest = 0;
+    let mut quote: Option<char> = None;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) => {
+                let mut n = 0usize;
+                while let Some((_, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+                    n = n * 10 + d.to_digit(10).unwrap_or(0) as usize;
+                    chars.next();
+                }
+                highest = highest.max(n);
+                out.push('$');
+                out.push_str(&(n + offset).to_string());
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    highest
 }
 
 fn create_sqlite_parent(url: &str) -> std::io::Result<()> {
@@ -380,5 +632,28 @@ mod tests {
         );
         assert_eq!(mask_password("postgres://app@db/orders"), "postgres://app@db/orders");
         assert_eq!(mask_password("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn statements_of_one_script_number_their_parameters_through() {
+        let mut script = String::from("BEGIN IMMEDIATE;\n");
+        let highest = renumber(
+            "INSERT INTO t (a, b) VALUES ($1, (SELECT COUNT(*) FROM t WHERE a = $1) + $2)",
+            3,
+            &mut script,
+        );
+        assert_eq!(highest, 2);
+        assert_eq!(
+            script,
+            "BEGIN IMMEDIATE;\nINSERT INTO t (a, b) VALUES ($4, (SELECT COUNT(*) FROM t WHERE a = $4) + $5)"
+        );
+
+        let mut script = String::new();
+        assert_eq!(
+            renumber("UPDATE t SET a = '$1', b = json_extract(c, '$.x') WHERE d = $10", 1, &mut script),
+            10
+        );
+        assert_eq!(script, "UPDATE t SET a = '$1', b = json_extract(c, '$.x') WHERE d = $11");
+        assert_eq!(renumber("DELETE FROM t", 7, &mut String::new()), 0);
     }
 }

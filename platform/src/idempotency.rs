@@ -127,7 +127,7 @@ where
         .bind(&key.0)
         .bind(&request)
         .bind(now_ms())
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await
         .map_err(|e| Problem::internal(&e))?
         .rows_affected()
@@ -138,7 +138,7 @@ where
     }
     let (mut tx, response) = op(tx).await?;
     if let Some(key) = &key {
-        sqlx::query(
+        tx.write(
             "UPDATE idempotency_keys SET status = $1, location = $2, body = $3 WHERE scope = $4 AND idempotency_key = $5",
         )
         .bind(i32::from(response.status.as_u16()))
@@ -146,9 +146,7 @@ where
         .bind(&response.body)
         .bind(scope)
         .bind(&key.0)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+        .await?;
     }
     tx.commit().await.map_err(|e| Problem::internal(&e))?;
     Ok(response.into_response())
@@ -161,7 +159,7 @@ async fn replay(tx: &mut Tx, scope: &str, key: &IdempotencyKey, request: &str) -
     )
     .bind(scope)
     .bind(&key.0)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| Problem::internal(&e))?;
     let first_request: String = row.try_get(0).map_err(|e| Problem::internal(&e))?;

@@ -77,10 +77,7 @@ impl Tx {
     /// The outbox keeps event ids unique: a row this event left there (published and kept
     /// for its retention, or still waiting) is replaced, so it goes out once more.
     pub async fn publish_again(&mut self, event: Republish) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM outbox WHERE event_id = $1")
-            .bind(&event.event_id)
-            .execute(self.conn())
-            .await?;
+        self.write("DELETE FROM outbox WHERE event_id = $1").bind(&event.event_id).await?;
         let mut trace = current_trace_context();
         self.outbox.push(OutboxRow {
             event_id: event.event_id,
@@ -128,17 +125,14 @@ pub(crate) struct OutboxRow {
 const ROWS_PER_INSERT: usize = 500;
 
 /// Writes `rows` to the outbox, in their order, with as few statements as the limit allows.
-pub(crate) async fn insert_rows(
-    conn: &mut sqlx::AnyConnection,
-    rows: &[OutboxRow],
-) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert_rows(tx: &mut Tx, rows: &[OutboxRow]) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, traceparent, tracestate, \
              created_at_ms) VALUES {}",
             crate::db::values(chunk.len(), 8, 1)
         );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut insert = tx.write(sqlx::AssertSqlSafe(sql));
         for row in chunk {
             insert = insert
                 .bind(row.event_id.as_str())
@@ -150,7 +144,7 @@ pub(crate) async fn insert_rows(
                 .bind(row.tracestate.as_deref())
                 .bind(row.created_at_ms);
         }
-        insert.execute(&mut *conn).await?;
+        insert.await?;
     }
     Ok(())
 }
@@ -251,12 +245,12 @@ impl Relay {
     /// Publishes one batch of pending events and marks them published; returns how many.
     /// Tests call this step directly instead of waiting on [`Relay::run`].
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
-        let mut tx = match self.db.backend() {
+        let mut locked = match self.db.backend() {
             Backend::Postgres => {
-                let mut tx = self.db.pool().begin().await?;
+                let mut tx = self.db.begin_write().await?;
                 sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS relay_lock")
                     .bind(RELAY_LOCK)
-                    .execute(&mut *tx)
+                    .execute(tx.conn().await?)
                     .await?;
                 Some(tx)
             }
@@ -269,8 +263,8 @@ impl Relay {
              FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.config.batch_size as i64);
-        let rows = match tx.as_mut() {
-            Some(tx) => select.fetch_all(&mut **tx).await?,
+        let rows = match locked.as_mut() {
+            Some(tx) => select.fetch_all(tx.conn().await?).await?,
             None => select.fetch_all(self.db.pool()).await?,
         };
         if rows.is_empty() {
@@ -303,21 +297,18 @@ impl Relay {
                 "UPDATE outbox SET published_at_ms = $1 WHERE id IN ({})",
                 crate::db::params(acked.len(), 2)
             );
-            let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+            let mut tx = match locked.take() {
+                Some(tx) => tx,
+                None => self.db.begin_write().await?,
+            };
+            let mut update = tx.write(sqlx::AssertSqlSafe(sql)).bind(now_ms());
             for id in &acked {
                 update = update.bind(*id);
             }
-            match tx.as_mut() {
-                Some(tx) => update.execute(&mut **tx).await?,
-                None => {
-                    let mut write = self.db.begin_write().await?;
-                    let done = update.execute(write.conn()).await?;
-                    write.commit().await?;
-                    done
-                }
-            };
+            update.await?;
+            tx.commit().await?;
         }
-        if let Some(tx) = tx {
+        if let Some(tx) = locked {
             tx.commit().await?;
         }
         metrics::outbox_published(acked.len());

@@ -30,11 +30,11 @@ pub(crate) async fn claim(tx: &mut Tx, group: &str, ids: &[&str]) -> Result<Vec<
              ON CONFLICT DO NOTHING RETURNING event_id",
             db::values(chunk.len(), 3, 1)
         );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut insert = tx.read(sqlx::AssertSqlSafe(sql));
         for id in chunk {
             insert = insert.bind(group).bind(*id).bind(now);
         }
-        for row in insert.fetch_all(tx.conn()).await? {
+        for row in insert.fetch_all().await? {
             new.insert(row.try_get(0)?);
         }
     }

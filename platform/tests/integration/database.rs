@@ -56,7 +56,7 @@ async fn a_write_transaction_commits_and_a_dropped_one_rolls_back() {
     sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
         .bind("kept")
         .bind("{}")
-        .execute(tx.conn())
+        .execute(tx.conn().await.expect("connection"))
         .await
         .expect("insert");
     tx.commit().await.expect("commit");
@@ -65,7 +65,7 @@ async fn a_write_transaction_commits_and_a_dropped_one_rolls_back() {
     sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
         .bind("dropped")
         .bind("{}")
-        .execute(tx.conn())
+        .execute(tx.conn().await.expect("connection"))
         .await
         .expect("insert");
     drop(tx);
@@ -105,5 +105,127 @@ async fn ids_and_statuses_stored_as_text_read_back_typed_and_bad_text_is_a_decod
     assert_eq!(platform::db::optional_text_at::<uuid::Uuid>(&row, 1).expect("null"), None);
     let error = platform::db::text_at::<uuid::Uuid>(&row, 2).expect_err("not an id");
     assert!(error.to_string().contains("\"not-a-uuid\""), "{error}");
+    db.close().await;
+}
+
+async fn ids(db: &Db) -> Vec<String> {
+    sqlx::query_scalar("SELECT id FROM second_schema ORDER BY id").fetch_all(db.pool()).await.expect("select")
+}
+
+#[tokio::test]
+async fn queued_writes_are_seen_by_the_next_read_and_fail_the_transaction_they_are_in() {
+    let database = TestDatabase::create().await;
+    let db = Db::connect(&database.url, &[&SECOND]).await.expect("connect");
+    let insert = "INSERT INTO second_schema (id, payload) VALUES ($1, $2)";
+
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.write(insert).bind("a").bind("{}").await.expect("queued");
+    let count = tx.read("SELECT COUNT(*), $1 FROM second_schema").bind("x").fetch_one().await.expect("read");
+    assert_eq!(sqlx::Row::try_get::<i64, _>(&count, 0).expect("count"), 1, "the read sees the queued write");
+    tx.write(insert).bind("b").bind("{}").await.expect("queued");
+    tx.commit().await.expect("commit");
+    assert_eq!(ids(&db).await, ["a", "b"]);
+
+    // A write that breaks a key fails its transaction (at the write on PostgreSQL, at the
+    // commit on SQLite, where it was queued), and nothing of that transaction stays.
+    let mut tx = db.begin_write().await.expect("begin");
+    let written = async {
+        tx.write(insert).bind("c").bind("{}").await?;
+        tx.write(insert).bind("a").bind("{}").await
+    }
+    .await;
+    match written {
+        Ok(()) => {
+            tx.commit().await.expect_err("a is there already");
+        }
+        Err(_) => drop(tx),
+    }
+    assert_eq!(ids(&db).await, ["a", "b"]);
+
+    // Queued writes of a dropped transaction never happen; those of a transaction dropped
+    // after a read had sent them are rolled back. The next writer is not held up by either.
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.write(insert).bind("d").bind("{}").await.expect("queued");
+    drop(tx);
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.write(insert).bind("e").bind("{}").await.expect("queued");
+    tx.read("SELECT id FROM second_schema").fetch_all().await.expect("read");
+    drop(tx);
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.write(insert).bind("f").bind("{}").await.expect("queued");
+    tx.commit().await.expect("commit");
+    assert_eq!(ids(&db).await, ["a", "b", "f"]);
+
+    // A statement bound with too few parameters is refused where it is written.
+    let mut tx = db.begin_write().await.expect("begin");
+    let error = tx.write(insert).bind("g").await.expect_err("one parameter short");
+    assert!(error.to_string().contains("parameters"), "{error}");
+    drop(tx);
+    db.close().await;
+}
+
+/// Writers cancelled at any point (their task aborted mid-statement) leave no transaction
+/// open behind them: every writer that saw its commit succeed is kept, nothing else of
+/// theirs is, and the database takes writes afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_cancelled_mid_transaction_leave_nothing_half_done() {
+    let database = TestDatabase::create().await;
+    let db = Db::connect(&database.url, &[&SECOND]).await.expect("connect");
+    let committed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for n in 0..60 {
+        let (db, committed) = (db.clone(), committed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tx = db.begin_write().await.expect("begin");
+            let id = format!("{n:02}");
+            tx.write("INSERT INTO second_schema (id, payload) VALUES ($1, $2)").bind(&id).bind("{}").await?;
+            // A read sends the queued insert, so an abort can land after it ran.
+            tx.read("SELECT COUNT(*) FROM second_schema").fetch_one().await?;
+            tx.write("UPDATE second_schema SET payload = $1 WHERE id = $2")
+                .bind("{\"done\":true}")
+                .bind(&id)
+                .await?;
+            tx.commit().await?;
+            committed.lock().expect("lock").push(id);
+            Ok::<(), sqlx::Error>(())
+        }));
+    }
+    for (n, task) in tasks.iter().enumerate() {
+        if n % 3 == 0 {
+            tokio::task::yield_now().await;
+            task.abort();
+        }
+    }
+    for task in tasks {
+        match task.await {
+            Ok(outcome) => outcome.expect("a writer that was not cancelled succeeds"),
+            Err(error) => assert!(error.is_cancelled(), "{error}"),
+        }
+    }
+    let kept: Vec<(String, String)> = sqlx::query_as("SELECT id, payload FROM second_schema ORDER BY id")
+        .fetch_all(db.pool())
+        .await
+        .expect("select");
+    let committed = committed.lock().expect("lock").clone();
+    for id in &committed {
+        assert!(kept.iter().any(|(kept, _)| kept == id), "{id} committed but is missing");
+    }
+    // Whatever is there is whole: an aborted writer's insert never stays without its update.
+    for (id, payload) in &kept {
+        assert_eq!(payload, "{\"done\":true}", "{id} is half done");
+    }
+    assert!(
+        committed.len() >= 40,
+        "only {} of 40 writers that were never aborted committed",
+        committed.len()
+    );
+
+    let mut tx = db.begin_write().await.expect("begin after the aborts");
+    tx.write("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
+        .bind("last")
+        .bind("{}")
+        .await
+        .expect("queued");
+    tx.commit().await.expect("the database takes writes");
     db.close().await;
 }

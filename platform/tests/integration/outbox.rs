@@ -197,14 +197,14 @@ async fn published_rows_and_old_event_ids_are_removed_after_their_retention() {
     sqlx::query(
         "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ('g', 'old', 0)",
     )
-    .execute(tx.conn())
+    .execute(tx.conn().await.expect("connection"))
     .await
     .expect("old id");
     sqlx::query(
         "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES ('g', 'new', $1)",
     )
     .bind(platform::clock::now_ms())
-    .execute(tx.conn())
+    .execute(tx.conn().await.expect("connection"))
     .await
     .expect("new id");
     tx.commit().await.expect("commit");
@@ -250,7 +250,7 @@ async fn a_large_backlog_is_cleaned_in_batches_beside_a_working_relay_and_keeps_
                 .bind(published_at)
                 .bind(published_at);
         }
-        insert.execute(tx.conn()).await.expect("published rows");
+        insert.execute(tx.conn().await.expect("connection")).await.expect("published rows");
         let sql = format!(
             "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES {}",
             platform::db::values(500, 3, 1)
@@ -259,7 +259,7 @@ async fn a_large_backlog_is_cleaned_in_batches_beside_a_working_relay_and_keeps_
         for n in 0..500 {
             insert = insert.bind("g").bind(format!("old-{chunk}-{n}")).bind(processed_at);
         }
-        insert.execute(tx.conn()).await.expect("old ids");
+        insert.execute(tx.conn().await.expect("connection")).await.expect("old ids");
     }
     for n in 0..50 {
         sqlx::query(
@@ -267,7 +267,7 @@ async fn a_large_backlog_is_cleaned_in_batches_beside_a_working_relay_and_keeps_
         )
         .bind(format!("today-{n}"))
         .bind(now)
-        .execute(tx.conn())
+        .execute(tx.conn().await.expect("connection"))
         .await
         .expect("recent id");
     }

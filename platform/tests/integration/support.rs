@@ -91,7 +91,7 @@ pub async fn record_effect(tx: &mut Tx, payload: impl ToString) -> Result<(), sq
     sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, $2)")
         .bind(next_effect_id())
         .bind(payload.to_string())
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await
         .map(|_| ())
 }

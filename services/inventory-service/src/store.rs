@@ -40,7 +40,7 @@ fn product(row: &AnyRow) -> Result<Product, sqlx::Error> {
 
 /// Creates the product or updates its name, price and available stock.
 pub async fn upsert(tx: &mut Tx, product: &ProductUpdate, now_ms: i64) -> Result<Product, sqlx::Error> {
-    sqlx::query(
+    tx.write(
         "INSERT INTO products (sku, name, price_cents, available, reserved, stocked, updated_at_ms) \
          VALUES ($1, $2, $3, $4, 0, $4, $5) \
          ON CONFLICT (sku) DO UPDATE SET name = $2, price_cents = $3, available = $4, \
@@ -51,9 +51,8 @@ pub async fn upsert(tx: &mut Tx, product: &ProductUpdate, now_ms: i64) -> Result
     .bind(product.price_cents)
     .bind(product.available)
     .bind(now_ms)
-    .execute(tx.conn())
     .await?;
-    find(tx.conn(), &product.sku).await?.ok_or(sqlx::Error::RowNotFound)
+    find(tx.conn().await?, &product.sku).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
 /// The product `sku`, if any.
@@ -89,12 +88,12 @@ pub async fn lock_stock(tx: &mut Tx, skus: &[&String]) -> Result<BTreeMap<String
         platform::db::params(skus.len(), 1),
         tx.for_update()
     );
-    let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut select = tx.read(sqlx::AssertSqlSafe(sql));
     for sku in skus {
         select = select.bind(sku.as_str());
     }
     select
-        .fetch_all(tx.conn())
+        .fetch_all()
         .await?
         .iter()
         .map(|row| Ok((row.try_get(0)?, Stock { price_cents: row.try_get(1)?, available: row.try_get(2)? })))
@@ -110,7 +109,7 @@ pub async fn move_to_reserved(tx: &mut Tx, sku: &str, delta: i64, now_ms: i64) -
     .bind(delta)
     .bind(now_ms)
     .bind(sku)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if moved.rows_affected() == 1 { Ok(()) } else { Err(sqlx::Error::RowNotFound) }
 }
@@ -134,7 +133,7 @@ pub async fn insert_reservation(
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     let order_id = order_id.to_string();
-    sqlx::query(
+    tx.write(
         "INSERT INTO reservations (order_id, user_id, status, total_cents, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&order_id)
@@ -142,14 +141,13 @@ pub async fn insert_reservation(
     .bind(ReservationStatus::Reserved.as_str())
     .bind(total_cents)
     .bind(now_ms)
-    .execute(tx.conn())
     .await?;
     if !items.is_empty() {
         let sql = format!(
             "INSERT INTO reservation_items (order_id, sku, quantity, unit_price_cents) VALUES {}",
             platform::db::values(items.len(), 4, 1)
         );
-        let mut lines = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut lines = tx.write(sqlx::AssertSqlSafe(sql));
         for item in items {
             lines = lines
                 .bind(&order_id)
@@ -157,7 +155,7 @@ pub async fn insert_reservation(
                 .bind(i64::from(item.quantity))
                 .bind(item.unit_price_cents);
         }
-        lines.execute(tx.conn()).await?;
+        lines.await?;
     }
     Ok(())
 }
@@ -166,14 +164,14 @@ pub async fn insert_reservation(
 pub async fn lock_reservation(tx: &mut Tx, order_id: Uuid) -> Result<Option<Reservation>, sqlx::Error> {
     let order_id = order_id.to_string();
     let sql = format!("SELECT status FROM reservations WHERE order_id = $1{}", tx.for_update());
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&order_id).fetch_optional(tx.conn()).await?
-    else {
+    let Some(row) = tx.read(sqlx::AssertSqlSafe(sql)).bind(&order_id).fetch_optional().await? else {
         return Ok(None);
     };
     let status = text_at(&row, 0)?;
-    let lines = sqlx::query("SELECT sku, quantity FROM reservation_items WHERE order_id = $1 ORDER BY sku")
+    let lines = tx
+        .read("SELECT sku, quantity FROM reservation_items WHERE order_id = $1 ORDER BY sku")
         .bind(&order_id)
-        .fetch_all(tx.conn())
+        .fetch_all()
         .await?
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
@@ -183,11 +181,9 @@ pub async fn lock_reservation(tx: &mut Tx, order_id: Uuid) -> Result<Option<Rese
 
 /// Marks the reservation of `order_id` released.
 pub async fn mark_released(tx: &mut Tx, order_id: Uuid, now_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE reservations SET status = $1, released_at_ms = $2 WHERE order_id = $3")
+    tx.write("UPDATE reservations SET status = $1, released_at_ms = $2 WHERE order_id = $3")
         .bind(ReservationStatus::Released.as_str())
         .bind(now_ms)
         .bind(order_id.to_string())
-        .execute(tx.conn())
         .await
-        .map(|_| ())
 }

@@ -47,12 +47,12 @@ pub struct Welcome;
 impl Handler<UserSignedUp> for Welcome {
     async fn handle(&self, event: UserSignedUp, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         let user_id = event.user_id;
-        store::save_recipient(tx.conn(), user_id, &event.email, &event.name).await?;
+        store::save_recipient(tx, user_id, &event.email, &event.name).await?;
         mailer::send_email(&event.email, meta.attempt).map_err(transient)?;
         let mail = messages::welcome(&event.name);
         let mut welcome = email(&event.email, mail, Kind::Welcome, Some(user_id), meta.attempt);
         welcome.user_id = Some(user_id);
-        store::record(tx.conn(), &welcome).await?;
+        store::record(tx, &welcome).await?;
         Ok(())
     }
 }
@@ -70,14 +70,14 @@ impl OrderMail {
         mail: impl FnOnce(&str) -> Mail,
     ) -> Result<(), HandlerError> {
         // The sign-up travels on another topic and may not have arrived yet: try later.
-        let (to, name) = store::recipient(tx.conn(), user_id)
+        let (to, name) = store::recipient(tx, user_id)
             .await?
             .ok_or_else(|| HandlerError::transient(format!("no address known yet for user {user_id}")))?;
         mailer::send_email(&to, meta.attempt).map_err(transient)?;
         let mut notification = email(&to, mail(&name), kind, Some(order_id), meta.attempt);
         notification.user_id = Some(user_id);
         notification.order_id = Some(order_id);
-        store::record(tx.conn(), &notification).await?;
+        store::record(tx, &notification).await?;
         Ok(())
     }
 }
@@ -111,7 +111,7 @@ impl Handler<EmailSendMessage> for AdHocEmail {
     ) -> Result<(), HandlerError> {
         mailer::send_email(&event.to, meta.attempt).map_err(transient)?;
         let mail = Mail { subject: event.subject, body: event.body };
-        store::record(tx.conn(), &email(&event.to, mail, Kind::AdHoc, None, meta.attempt)).await?;
+        store::record(tx, &email(&event.to, mail, Kind::AdHoc, None, meta.attempt)).await?;
         Ok(())
     }
 }
@@ -129,7 +129,7 @@ impl Handler<SmsSendMessage> for AdHocSms {
             subject: None,
             ..email(&event.to, text, Kind::AdHoc, None, meta.attempt)
         };
-        store::record(tx.conn(), &sms).await?;
+        store::record(tx, &sms).await?;
         Ok(())
     }
 }
@@ -166,7 +166,7 @@ impl RawHandler for RecordFailure {
             created_at_ms: now_ms(),
             retried_at_ms: None,
         };
-        store::record_failure(tx.conn(), &failure).await?;
+        store::record_failure(tx.conn().await?, &failure).await?;
         Ok(())
     }
 }

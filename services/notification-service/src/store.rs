@@ -35,36 +35,27 @@ pub struct Notification {
 }
 
 /// Remembers where `user_id`'s mail goes (the first address wins: it never changes here).
-pub async fn save_recipient(
-    conn: &mut AnyConnection,
-    user_id: Uuid,
-    email: &str,
-    name: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO recipients (user_id, email, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+pub async fn save_recipient(tx: &mut Tx, user_id: Uuid, email: &str, name: &str) -> Result<(), sqlx::Error> {
+    tx.write("INSERT INTO recipients (user_id, email, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
         .bind(user_id.to_string())
         .bind(email)
         .bind(name)
-        .execute(conn)
         .await
-        .map(|_| ())
 }
 
 /// Address and name of `user_id`, if its sign-up has been seen.
-pub async fn recipient(
-    conn: &mut AnyConnection,
-    user_id: Uuid,
-) -> Result<Option<(String, String)>, sqlx::Error> {
-    let row = sqlx::query("SELECT email, name FROM recipients WHERE user_id = $1")
+pub async fn recipient(tx: &mut Tx, user_id: Uuid) -> Result<Option<(String, String)>, sqlx::Error> {
+    let row = tx
+        .read("SELECT email, name FROM recipients WHERE user_id = $1")
         .bind(user_id.to_string())
-        .fetch_optional(conn)
+        .fetch_optional()
         .await?;
     row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
 }
 
-/// Records a sent notification; `false` if one about the same fact exists already.
-pub async fn record(conn: &mut AnyConnection, n: &Notification) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+/// Records a sent notification, unless one about the same fact exists already.
+pub async fn record(tx: &mut Tx, n: &Notification) -> Result<(), sqlx::Error> {
+    tx.write(
         "INSERT INTO notifications (id, channel, recipient, subject, body, kind, user_id, order_id, attempts, about, \
          created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
     )
@@ -79,9 +70,7 @@ pub async fn record(conn: &mut AnyConnection, n: &Notification) -> Result<bool, 
     .bind(n.attempts)
     .bind(n.about.clone())
     .bind(n.created_at_ms)
-    .execute(conn)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
+    .await
 }
 
 /// Which notifications to list.
@@ -217,9 +206,9 @@ pub async fn failures(conn: &mut AnyConnection) -> Result<Vec<Failure>, sqlx::Er
 /// The failure `id`, if any, locked until the transaction ends.
 pub async fn lock_failure(tx: &mut Tx, id: Uuid) -> Result<Option<Failure>, sqlx::Error> {
     let sql = format!("SELECT {FAILURE_COLUMNS} FROM failed_notifications WHERE id = $1{}", tx.for_update());
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    tx.read(sqlx::AssertSqlSafe(sql))
         .bind(id.to_string())
-        .fetch_optional(tx.conn())
+        .fetch_optional()
         .await?
         .as_ref()
         .map(failure)
@@ -228,12 +217,10 @@ pub async fn lock_failure(tx: &mut Tx, id: Uuid) -> Result<Option<Failure>, sqlx
 
 /// Notes that failure `id` was put back on its topic at `at_ms`.
 pub async fn mark_retried(tx: &mut Tx, id: Uuid, at_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE failed_notifications SET retried_at_ms = $1 WHERE id = $2")
+    tx.write("UPDATE failed_notifications SET retried_at_ms = $1 WHERE id = $2")
         .bind(at_ms)
         .bind(id.to_string())
-        .execute(tx.conn())
         .await
-        .map(|_| ())
 }
 
 fn failure(row: &AnyRow) -> Result<Failure, sqlx::Error> {

@@ -73,7 +73,7 @@ pub async fn cancel(db: &Db, order_id: Uuid, caller: Caller) -> Result<Outcome<O
     let mut tx = db.begin_write().await?;
     let step = Step::CancelRequested;
     let outcome = match apply_if_owned(&mut tx, order_id, step, |owner| caller.owns(owner)).await? {
-        Outcome::Moved(_) => match store::find(tx.conn(), order_id).await? {
+        Outcome::Moved(_) => match store::find(tx.conn().await?, order_id).await? {
             Some(order) => Outcome::Moved(order),
             None => Outcome::NotFound,
         },

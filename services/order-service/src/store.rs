@@ -52,7 +52,7 @@ pub async fn insert(
     now_ms: i64,
 ) -> Result<Order, sqlx::Error> {
     let key = id.to_string();
-    sqlx::query(
+    tx.write(
         "INSERT INTO orders (id, user_id, status, total_cents, failure_reason, created_at_ms, updated_at_ms) \
          VALUES ($1, $2, $3, NULL, NULL, $4, $4)",
     )
@@ -60,17 +60,16 @@ pub async fn insert(
     .bind(user_id.to_string())
     .bind(Status::Pending.as_str())
     .bind(now_ms)
-    .execute(tx.conn())
     .await?;
     let sql = format!(
         "INSERT INTO order_items (order_id, line, sku, quantity) VALUES {}",
         platform::db::values(items.len(), 4, 1)
     );
-    let mut lines = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut lines = tx.write(sqlx::AssertSqlSafe(sql));
     for (line, item) in items.iter().enumerate() {
         lines = lines.bind(&key).bind(line as i32).bind(&item.sku).bind(i64::from(item.quantity));
     }
-    lines.execute(tx.conn()).await?;
+    lines.await?;
     let first = Change { status: Status::Pending, reason: None, at_ms: now_ms };
     add_history(tx, &key, first).await?;
     Ok(Order {
@@ -87,7 +86,7 @@ pub async fn insert(
 }
 
 async fn add_history(tx: &mut Tx, key: &str, change: Change) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    tx.write(
         "INSERT INTO order_history (order_id, seq, status, reason, at_ms) \
          VALUES ($1, (SELECT COUNT(*) FROM order_history WHERE order_id = $1), $2, $3, $4)",
     )
@@ -95,15 +94,13 @@ async fn add_history(tx: &mut Tx, key: &str, change: Change) -> Result<(), sqlx:
     .bind(change.status.as_str())
     .bind(change.reason.map(FailureReason::as_str))
     .bind(change.at_ms)
-    .execute(tx.conn())
     .await
-    .map(|_| ())
 }
 
 /// The status and user of order `id`, locked until the transaction ends.
 pub async fn lock(tx: &mut Tx, id: Uuid) -> Result<Option<(Status, Uuid)>, sqlx::Error> {
     let sql = format!("SELECT status, user_id FROM orders WHERE id = $1{}", tx.for_update());
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(tx.conn()).await?;
+    let row = tx.read(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional().await?;
     row.map(|row| Ok((text_at(&row, 0)?, text_at(&row, 1)?))).transpose()
 }
 
@@ -119,7 +116,7 @@ pub async fn transition(
     let key = id.to_string();
     // `failure_reason` says why an order ended: a CANCELLING order's reason is in its history only.
     let failure_reason = if status == Status::Cancelled { reason } else { None };
-    sqlx::query(
+    tx.write(
         "UPDATE orders SET status = $1, failure_reason = COALESCE($2, failure_reason), \
          total_cents = COALESCE($3, total_cents), updated_at_ms = $4 WHERE id = $5",
     )
@@ -128,7 +125,6 @@ pub async fn transition(
     .bind(total_cents)
     .bind(now_ms)
     .bind(&key)
-    .execute(tx.conn())
     .await?;
     add_history(tx, &key, Change { status, reason, at_ms: now_ms }).await
 }

@@ -18,16 +18,14 @@ pub async fn open_wallet(
     initial_cents: i64,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    tx.write(
         "INSERT INTO wallets (user_id, initial_cents, balance_cents, created_at_ms) VALUES ($1, $2, $2, $3) \
          ON CONFLICT DO NOTHING",
     )
     .bind(user_id.to_string())
     .bind(initial_cents)
     .bind(now_ms)
-    .execute(tx.conn())
     .await
-    .map(|_| ())
 }
 
 /// The balance of `user_id`'s wallet, if it has one.
@@ -43,7 +41,8 @@ pub async fn balance(conn: &mut AnyConnection, user_id: Uuid) -> Result<Option<i
 /// PostgreSQL; on SQLite the write transaction already excludes every other writer).
 pub async fn lock_balance(tx: &mut Tx, user_id: Uuid) -> Result<Option<i64>, sqlx::Error> {
     let sql = format!("SELECT balance_cents FROM wallets WHERE user_id = $1{}", tx.for_update());
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(user_id.to_string()).fetch_optional(tx.conn()).await
+    let row = tx.read(sqlx::AssertSqlSafe(sql)).bind(user_id.to_string()).fetch_optional().await?;
+    row.map(|row| row.try_get(0)).transpose()
 }
 
 /// Sets the balance of a wallet read with [`lock_balance`] in the same transaction.
@@ -51,7 +50,7 @@ pub async fn set_balance(tx: &mut Tx, user_id: Uuid, balance_cents: i64) -> Resu
     let updated = sqlx::query("UPDATE wallets SET balance_cents = $1 WHERE user_id = $2")
         .bind(balance_cents)
         .bind(user_id.to_string())
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     if updated.rows_affected() == 1 { Ok(()) } else { Err(sqlx::Error::RowNotFound) }
 }
@@ -64,14 +63,12 @@ pub async fn insert_deposit(
     amount_cents: i64,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO deposits (id, user_id, amount_cents, created_at_ms) VALUES ($1, $2, $3, $4)")
+    tx.write("INSERT INTO deposits (id, user_id, amount_cents, created_at_ms) VALUES ($1, $2, $3, $4)")
         .bind(id.to_string())
         .bind(user_id.to_string())
         .bind(amount_cents)
         .bind(now_ms)
-        .execute(tx.conn())
         .await
-        .map(|_| ())
 }
 
 /// A payment.
@@ -117,7 +114,7 @@ pub async fn insert_payment(tx: &mut Tx, p: &Payment, now_ms: i64) -> Result<boo
     .bind(p.status.as_str())
     .bind(p.reason.map(FailureReason::as_str))
     .bind(now_ms)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
@@ -125,9 +122,9 @@ pub async fn insert_payment(tx: &mut Tx, p: &Payment, now_ms: i64) -> Result<boo
 /// The payment of `order_id`, locked until the transaction ends.
 pub async fn lock_payment(tx: &mut Tx, order_id: Uuid) -> Result<Option<Payment>, sqlx::Error> {
     let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1{}", tx.for_update());
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    tx.read(sqlx::AssertSqlSafe(sql))
         .bind(order_id.to_string())
-        .fetch_optional(tx.conn())
+        .fetch_optional()
         .await?
         .as_ref()
         .map(payment)
@@ -141,13 +138,11 @@ pub async fn set_status(
     status: PaymentStatus,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE payments SET status = $1, updated_at_ms = $2 WHERE id = $3")
+    tx.write("UPDATE payments SET status = $1, updated_at_ms = $2 WHERE id = $3")
         .bind(status.as_str())
         .bind(now_ms)
         .bind(id.to_string())
-        .execute(tx.conn())
         .await
-        .map(|_| ())
 }
 
 /// Payments, of one order and of one user or all, oldest first.

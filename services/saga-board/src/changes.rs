@@ -83,7 +83,7 @@ impl Changes {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CHANNEL)
                     .bind(change.payload())
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
             }
             Backend::Sqlite => {

@@ -16,12 +16,11 @@ use crate::record::{DeadLetterRecord, EventRecord};
 pub async fn consumer_group(db: &Db, base: &str) -> Result<String, sqlx::Error> {
     let fresh = format!("{base}.{}", &Uuid::new_v4().simple().to_string()[..8]);
     let mut tx = db.begin_write().await?;
-    sqlx::query("INSERT INTO board_store (id, consumer_group) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+    tx.write("INSERT INTO board_store (id, consumer_group) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
         .bind(fresh)
-        .execute(tx.conn())
         .await?;
     let group = sqlx::query_scalar("SELECT consumer_group FROM board_store WHERE id = 1")
-        .fetch_one(tx.conn())
+        .fetch_one(tx.conn().await?)
         .await?;
     tx.commit().await?;
     Ok(group)
@@ -29,7 +28,7 @@ pub async fn consumer_group(db: &Db, base: &str) -> Result<String, sqlx::Error> 
 
 /// Keeps a message of a saga topic. A message seen before (same position) is ignored.
 pub async fn insert_event(tx: &mut Tx, event: &EventRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    tx.write(
         "INSERT INTO board_events (topic, kafka_partition, kafka_offset, order_id, event_id, event_type, \
          source, time_ms, trace_id, user_id, reason, message_key, payload, headers, replayed_from) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
@@ -49,7 +48,6 @@ pub async fn insert_event(tx: &mut Tx, event: &EventRecord) -> Result<(), sqlx::
     .bind(event.payload.clone())
     .bind(headers_json(&event.headers))
     .bind(event.replayed_from.clone())
-    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -58,7 +56,7 @@ pub async fn insert_event(tx: &mut Tx, event: &EventRecord) -> Result<(), sqlx::
 pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Result<(), sqlx::Error> {
     let original = letter.original.as_ref();
     let message = &letter.message;
-    sqlx::query(
+    tx.write(
         "INSERT INTO board_dead_letters (topic, kafka_partition, kafka_offset, original_topic, \
          original_partition, original_offset, consumer_group, error, attempts, first_failure_at, \
          last_failure_at, last_failure_ms, order_id, event_id, event_type, trace_id, message_key, payload, \
@@ -86,7 +84,6 @@ pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Resul
     .bind(message.payload.clone())
     .bind(headers_json(&message.headers))
     .bind(message.replayed_from.clone())
-    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -97,29 +94,31 @@ pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Resul
 pub async fn refresh_order(tx: &mut Tx, order_id: Uuid) -> Result<(), sqlx::Error> {
     let id = order_id.to_string();
     // Waits for any other transaction recomputing this order, then reads what it wrote.
-    sqlx::query("INSERT INTO board_order_locks (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
+    tx.write("INSERT INTO board_order_locks (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(id.clone())
-        .execute(tx.conn())
         .await?;
     let lock = format!("SELECT order_id FROM board_order_locks WHERE order_id = $1{}", tx.for_update());
-    sqlx::query(sqlx::AssertSqlSafe(lock)).bind(id.clone()).fetch_one(tx.conn()).await?;
-    let events = events_of(tx.conn(), &id).await?;
+    tx.read(sqlx::AssertSqlSafe(lock)).bind(id.clone()).fetch_one().await?;
+    let rows = tx.read(sqlx::AssertSqlSafe(events_sql())).bind(id.clone()).fetch_all().await?;
+    let events = rows.iter().map(event_at).collect::<Result<Vec<_>, _>>()?;
     let seen: Vec<_> = events.iter().filter_map(EventRecord::seen).collect();
     if seen.is_empty() {
         return Ok(());
     }
     let view = domain::project(&seen);
-    let dead_letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM board_dead_letters WHERE order_id = $1")
+    let dead_letters: i64 = tx
+        .read("SELECT COUNT(*) FROM board_dead_letters WHERE order_id = $1")
         .bind(id.clone())
-        .fetch_one(tx.conn())
-        .await?;
+        .fetch_one()
+        .await?
+        .try_get(0)?;
     // The trace the order started: order.created's, else the first one seen.
     let trace_id = events
         .iter()
         .find(|e| e.position.topic == Step::Created.topic() && e.trace_id.is_some())
         .or_else(|| events.iter().find(|e| e.trace_id.is_some()))
         .and_then(|e| e.trace_id.clone());
-    sqlx::query(
+    tx.write(
         "INSERT INTO board_orders (order_id, user_id, status, reason, path, created_ms, updated_ms, settled_ms, \
          saga_ms, terminal, waiting_for, steps, trace_id, dead_letters) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
@@ -143,7 +142,6 @@ pub async fn refresh_order(tx: &mut Tx, order_id: Uuid) -> Result<(), sqlx::Erro
     .bind(steps_json(&view))
     .bind(trace_id)
     .bind(dead_letters)
-    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -218,12 +216,17 @@ fn position_at(row: &AnyRow, first: usize) -> Result<Position, sqlx::Error> {
 /// Every message kept for `order_id`, by time (those without one last), then position:
 /// the same order on both backends, whatever order they were written in.
 pub async fn events_of(conn: &mut AnyConnection, order_id: &str) -> Result<Vec<EventRecord>, sqlx::Error> {
-    let sql = format!(
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(events_sql())).bind(order_id.to_owned()).fetch_all(conn).await?;
+    rows.iter().map(event_at).collect()
+}
+
+/// The events of order `$1`, in the order the view is computed from.
+fn events_sql() -> String {
+    format!(
         "SELECT {EVENT_COLUMNS} FROM board_events WHERE order_id = $1 \
          ORDER BY time_ms IS NULL, time_ms, topic, kafka_partition, kafka_offset"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id.to_owned()).fetch_all(conn).await?;
-    rows.iter().map(event_at).collect()
+    )
 }
 
 const DEAD_LETTER_COLUMNS: &str = "topic, kafka_partition, kafka_offset, original_topic, original_partition, \

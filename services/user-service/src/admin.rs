@@ -42,7 +42,7 @@ pub async fn ensure(db: &Db, account: &AdminAccount) -> Result<Ensured, UserErro
     let password_hash = password::hash(account.password.clone()).await?;
     let email_key = account.email.key();
     let mut tx = db.begin_write().await?;
-    if let Some(id) = store::make_admin(tx.conn(), &email_key, &password_hash).await? {
+    if let Some(id) = store::make_admin(tx.conn().await?, &email_key, &password_hash).await? {
         tx.commit().await?;
         return Ok(Ensured::Updated(id));
     }
@@ -53,14 +53,14 @@ pub async fn ensure(db: &Db, account: &AdminAccount) -> Result<Ensured, UserErro
         role: Role::Admin,
         created_at_ms: now_ms(),
     };
-    let ensured = if store::insert(tx.conn(), &user, &email_key, &password_hash).await? {
+    let ensured = if store::insert(tx.conn().await?, &user, &email_key, &password_hash).await? {
         tx.publish(&UserSignedUp { user_id: user.id, email: user.email.clone(), name: user.name.clone() })
             .await?;
         Ensured::Created(user.id)
     } else {
         // Another instance starting at the same time created it between the two
         // statements (PostgreSQL): update that one.
-        let id = store::make_admin(tx.conn(), &email_key, &password_hash).await?;
+        let id = store::make_admin(tx.conn().await?, &email_key, &password_hash).await?;
         Ensured::Updated(id.ok_or_else(|| UserError::NotFound(email_key.clone()))?)
     };
     tx.commit().await?;

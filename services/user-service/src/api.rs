@@ -182,7 +182,7 @@ async fn register(
         role: Role::User,
         created_at_ms: now_ms(),
     };
-    if !store::insert(tx.conn(), &user, &new_user.email.key(), &password_hash).await? {
+    if !store::insert(tx.conn().await?, &user, &new_user.email.key(), &password_hash).await? {
         return Err(UserError::EmailTaken(user.email).into());
     }
     let event = UserSignedUp { user_id: user.id, email: user.email.clone(), name: user.name.clone() };

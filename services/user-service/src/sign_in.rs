@@ -53,16 +53,16 @@ pub async fn sign_in(
     let mut tx = db.begin_write().await?;
     // Before the user's row is locked: a transaction waiting on another's expired rows
     // then holds no lock that one could be waiting for.
-    store::delete_failures_until(tx.conn(), window_start).await?;
+    store::delete_failures_until(tx.conn().await?, window_start).await?;
     let credentials = store::credentials(&mut tx, &email_key).await?;
-    let recent = store::recent_failures(tx.conn(), &email_key, window_start, limit.failures).await?;
+    let recent = store::recent_failures(tx.conn().await?, &email_key, window_start, limit.failures).await?;
     if let Some(wait) = limit.retry_after(&recent, now) {
         tx.commit().await?;
         // At debug: unlike failures (five per e-mail at most), held attempts have no bound.
         tracing::debug!(user_id = %known(credentials.as_ref()), retry_after_s = wait.as_secs(), "sign-in held");
         return Err(UserError::TooManyFailures(wait));
     }
-    store::insert_failure(tx.conn(), attempt, &email_key, now).await?;
+    store::insert_failure(tx.conn().await?, attempt, &email_key, now).await?;
     tx.commit().await?;
 
     let hash = credentials.as_ref().map(|c| c.password_hash.clone());
@@ -75,7 +75,7 @@ pub async fn sign_in(
         }
     };
     let mut tx = db.begin_write().await?;
-    store::delete_failure(tx.conn(), attempt).await?;
+    store::delete_failure(tx.conn().await?, attempt).await?;
     tx.commit().await?;
 
     let access_token = signer.token(credentials.user_id, credentials.role)?;

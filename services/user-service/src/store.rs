@@ -87,7 +87,7 @@ pub async fn find(conn: &mut AnyConnection, id: Uuid) -> Result<Option<User>, sq
 /// already): sign-ins for one account take turns at counting its failures.
 pub async fn credentials(tx: &mut Tx, email_key: &str) -> Result<Option<Credentials>, sqlx::Error> {
     let sql = format!("SELECT id, role, password_hash FROM users WHERE email_key = $1{}", tx.for_update());
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email_key).fetch_optional(tx.conn()).await?;
+    let row = tx.read(sqlx::AssertSqlSafe(sql)).bind(email_key).fetch_optional().await?;
     row.map(|row| {
         Ok(Credentials {
             user_id: text_at(&row, 0)?,
