@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use platform::db::{Db, Tx, optional_text_at, text_at};
+use platform::db::{Backend, Db, Tx, optional_text_at, text_at};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use uuid::Uuid;
@@ -93,25 +93,25 @@ pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Resul
 /// and the dead-letter list.
 pub async fn refresh_order(tx: &mut Tx, order_id: Uuid) -> Result<(), sqlx::Error> {
     let id = order_id.to_string();
-    // Waits for any other transaction recomputing this order, then reads what it wrote.
-    tx.write("INSERT INTO board_order_locks (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(id.clone())
-        .await?;
-    let lock = format!("SELECT order_id FROM board_order_locks WHERE order_id = $1{}", tx.for_update());
-    tx.read(sqlx::AssertSqlSafe(lock)).bind(id.clone()).fetch_one().await?;
-    let rows = tx.read(sqlx::AssertSqlSafe(events_sql())).bind(id.clone()).fetch_all().await?;
+    if tx.backend() == Backend::Postgres {
+        // Waits for any other transaction recomputing this order, then reads what it
+        // wrote. (On SQLite this transaction is the only writer already.)
+        tx.write("INSERT INTO board_order_locks (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(id.clone())
+            .await?;
+        tx.read("SELECT order_id FROM board_order_locks WHERE order_id = $1 FOR UPDATE")
+            .bind(id.clone())
+            .fetch_one()
+            .await?;
+    }
+    let rows = tx.read(PROJECTION_SQL).bind(id.clone()).fetch_all().await?;
     let events = rows.iter().map(event_at).collect::<Result<Vec<_>, _>>()?;
     let seen: Vec<_> = events.iter().filter_map(EventRecord::seen).collect();
     if seen.is_empty() {
         return Ok(());
     }
     let view = domain::project(&seen);
-    let dead_letters: i64 = tx
-        .read("SELECT COUNT(*) FROM board_dead_letters WHERE order_id = $1")
-        .bind(id.clone())
-        .fetch_one()
-        .await?
-        .try_get(0)?;
+    let dead_letters: i64 = rows[0].try_get(EVENT_COLUMN_COUNT)?;
     // The trace the order started: order.created's, else the first one seen.
     let trace_id = events
         .iter()
@@ -189,6 +189,17 @@ fn headers_at(row: &AnyRow, index: usize) -> Result<BTreeMap<String, String>, sq
 
 const EVENT_COLUMNS: &str = "topic, kafka_partition, kafka_offset, order_id, event_id, event_type, source, \
      time_ms, trace_id, user_id, reason, message_key, payload, headers, replayed_from";
+const EVENT_COLUMN_COUNT: usize = 15;
+
+/// What an order's view is computed from, at each of its events: its messages as
+/// [`event_at`] reads them, but without the columns the view does not use (source, key,
+/// headers, replay), whose decoding cost grew with every event of the order; and, in a
+/// last column, how many of its messages were dead-lettered.
+const PROJECTION_SQL: &str = "SELECT topic, kafka_partition, kafka_offset, order_id, event_id, event_type, NULL, \
+     time_ms, trace_id, user_id, reason, NULL, payload, '{}', NULL, \
+     (SELECT COUNT(*) FROM board_dead_letters WHERE order_id = $1) \
+     FROM board_events WHERE order_id = $1 \
+     ORDER BY time_ms IS NULL, time_ms, topic, kafka_partition, kafka_offset";
 
 fn event_at(row: &AnyRow) -> Result<EventRecord, sqlx::Error> {
     Ok(EventRecord {
@@ -216,17 +227,12 @@ fn position_at(row: &AnyRow, first: usize) -> Result<Position, sqlx::Error> {
 /// Every message kept for `order_id`, by time (those without one last), then position:
 /// the same order on both backends, whatever order they were written in.
 pub async fn events_of(conn: &mut AnyConnection, order_id: &str) -> Result<Vec<EventRecord>, sqlx::Error> {
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(events_sql())).bind(order_id.to_owned()).fetch_all(conn).await?;
-    rows.iter().map(event_at).collect()
-}
-
-/// The events of order `$1`, in the order the view is computed from.
-fn events_sql() -> String {
-    format!(
+    let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM board_events WHERE order_id = $1 \
          ORDER BY time_ms IS NULL, time_ms, topic, kafka_partition, kafka_offset"
-    )
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id.to_owned()).fetch_all(conn).await?;
+    rows.iter().map(event_at).collect()
 }
 
 const DEAD_LETTER_COLUMNS: &str = "topic, kafka_partition, kafka_offset, original_topic, original_partition, \
