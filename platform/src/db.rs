@@ -305,9 +305,10 @@ fn decode_error(text: &str, error: impl std::fmt::Display) -> sqlx::Error {
 
 /// A write transaction: a state change and the events it publishes commit together.
 ///
-/// Statements whose only result is success go through [`Tx::write`]; reads, and writes
-/// whose result is looked at, through [`Tx::conn`]; [`Tx::publish`](crate::outbox) adds
-/// an event to the outbox; [`Tx::commit`] commits and, when events were written, wakes
+/// Statements whose only result is success go through [`Tx::write`], reads through
+/// [`Tx::read`], and what neither covers (a row count looked at, a helper that takes a
+/// connection) through [`Tx::conn`]; [`Tx::publish`](crate::outbox) adds an event to the
+/// outbox; [`Tx::commit`] commits and, when events were written, wakes
 /// the relay at once. Dropped without a commit, it rolls back and nothing is published.
 ///
 /// On SQLite every statement is a hand-off to the connection's own thread and back, and

@@ -117,7 +117,7 @@ where
 {
     let request = serde_json::to_string(&serde_json::to_value(request).map_err(|e| Problem::internal(&e))?)
         .map_err(|e| Problem::internal(&e))?;
-    let mut tx = db.begin_write().await.map_err(|e| Problem::internal(&e))?;
+    let mut tx = db.begin_write().await?;
     if let Some(key) = &key {
         let taken = sqlx::query(
             "INSERT INTO idempotency_keys (scope, idempotency_key, request, status, location, body, created_at_ms) \
@@ -128,8 +128,7 @@ where
         .bind(&request)
         .bind(now_ms())
         .execute(tx.conn().await?)
-        .await
-        .map_err(|e| Problem::internal(&e))?
+        .await?
         .rows_affected()
             == 1;
         if !taken {
@@ -148,7 +147,7 @@ where
         .bind(&key.0)
         .await?;
     }
-    tx.commit().await.map_err(|e| Problem::internal(&e))?;
+    tx.commit().await?;
     Ok(response.into_response())
 }
 
@@ -160,20 +159,19 @@ async fn replay(tx: &mut Tx, scope: &str, key: &IdempotencyKey, request: &str) -
     .bind(scope)
     .bind(&key.0)
     .fetch_one(tx.conn().await?)
-    .await
-    .map_err(|e| Problem::internal(&e))?;
-    let first_request: String = row.try_get(0).map_err(|e| Problem::internal(&e))?;
+    .await?;
+    let first_request: String = row.try_get(0)?;
     if first_request != request {
         return Err(Problem::invalid("Idempotency-Key", "was already used with another request body"));
     }
-    let status: i32 = row.try_get(1).map_err(|e| Problem::internal(&e))?;
+    let status: i32 = row.try_get(1)?;
     let stored = StoredResponse {
         status: u16::try_from(status)
             .ok()
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::OK),
-        location: row.try_get(2).map_err(|e| Problem::internal(&e))?,
-        body: row.try_get(3).map_err(|e| Problem::internal(&e))?,
+        location: row.try_get(2)?,
+        body: row.try_get(3)?,
     };
     Ok(stored.into_response())
 }
