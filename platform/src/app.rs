@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::Verifier;
 use crate::background::{BackgroundTasks, TaskDied};
-use crate::config::{ConfigError, ServiceConfig, ServiceDefaults};
+use crate::config::{ConfigError, KafkaConfig, ServiceConfig, ServiceDefaults};
 use crate::consumer::{EventConsumer, Subscriptions};
 use crate::db::{Db, DbError, Migrations};
 use crate::kafka::{self, KafkaProbe, KafkaSetupError};
@@ -68,6 +68,9 @@ pub struct ServiceSpec {
     /// What checks bearer tokens: the keys at the configured JWKS URL unless set
     /// (user-service checks its own tokens with its own key).
     pub verifier: Option<Arc<Verifier>>,
+    /// How long the broker may hold its consumer's fetches to gather more messages
+    /// (`KAFKA_FETCH_LINGER_MS` overrides it). None: each is answered at once.
+    pub fetch_linger: Option<Duration>,
 }
 
 impl std::fmt::Debug for ServiceSpec {
@@ -77,6 +80,7 @@ impl std::fmt::Debug for ServiceSpec {
             .field("uses_database", &self.uses_database)
             .field("uses_kafka", &self.uses_kafka)
             .field("publishes", &self.publishes)
+            .field("fetch_linger", &self.fetch_linger)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +98,7 @@ impl ServiceSpec {
             consumer_group: None,
             api_doc: crate::openapi::empty,
             verifier: None,
+            fetch_linger: None,
         }
     }
 
@@ -143,6 +148,15 @@ impl ServiceSpec {
         F: Future<Output = Result<String, sqlx::Error>> + Send + 'static,
     {
         self.consumer_group = Some(Arc::new(move |context| Box::pin(group(context))));
+        self
+    }
+
+    /// Lets the broker hold its consumer's fetches up to `linger` to gather more messages.
+    /// For a service off the saga's path (the read model, notifications): fewer, larger
+    /// batches, for the broker and for its own transactions, at that much latency. A
+    /// saga step keeps the default, since every step's wait adds to every order's.
+    pub fn fetch_linger(mut self, linger: Duration) -> Self {
+        self.fetch_linger = Some(linger);
         self
     }
 
@@ -274,10 +288,11 @@ impl Application {
                         Some(group) => group(&context).await.map_err(StartError::ConsumerGroup)?,
                         None => config.consumer_group(),
                     };
-                    Some(
-                        EventConsumer::start(db.clone(), &config.kafka, &group, config.retry, subscriptions)
-                            .await?,
-                    )
+                    let kafka = KafkaConfig {
+                        fetch_linger: config.kafka.fetch_linger.or(spec.fetch_linger),
+                        ..config.kafka.clone()
+                    };
+                    Some(EventConsumer::start(db.clone(), &kafka, &group, config.retry, subscriptions).await?)
                 };
                 (Some(relay), consumer)
             }

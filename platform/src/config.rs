@@ -54,6 +54,10 @@ pub struct KafkaConfig {
     /// member and the group waits out the old one's session first. Two running instances
     /// must never share one: the broker fences the older, which then stops.
     pub group_instance_id: Option<String>,
+    /// `KAFKA_FETCH_LINGER_MS`: how long the broker may hold the consumer's fetch to
+    /// gather more messages, in place of the service's own choice
+    /// ([`crate::ServiceSpec::fetch_linger`]). 0: answered as soon as one message is there.
+    pub fetch_linger: Option<Duration>,
 }
 
 impl KafkaConfig {
@@ -224,6 +228,9 @@ impl ServiceConfig {
             || None,
             |v| kafka_name(v).map(|name| Some(name).filter(|name| !name.is_empty())),
         )?;
+        let fetch_linger = vars
+            .optional_number("KAFKA_FETCH_LINGER_MS", 0..=10_000, "milliseconds")?
+            .map(Duration::from_millis);
         let zipkin_endpoint = vars.parse(
             "ZIPKIN_ENDPOINT",
             || Some("http://127.0.0.1:9411/api/v2/spans".to_owned()),
@@ -270,6 +277,7 @@ impl ServiceConfig {
                 replication_factor,
                 topic_prefix,
                 group_instance_id,
+                fetch_linger,
             },
             zipkin_endpoint,
             trace_sampler,
@@ -370,13 +378,27 @@ impl<'a> Env<'a> {
     where
         T: std::str::FromStr + PartialOrd + std::fmt::Display,
     {
+        Ok(self.optional_number(name, range, unit)?.unwrap_or(default))
+    }
+
+    /// A whole number of `unit` within `range`, or `None` when `name` is unset.
+    pub fn optional_number<T>(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
         self.parse(
             name,
-            || default,
+            || None,
             |v| {
                 v.parse::<T>()
                     .ok()
                     .filter(|n| range.contains(n))
+                    .map(Some)
                     .ok_or_else(|| format!("expected {unit} from {} to {}", range.start(), range.end()))
             },
         )
@@ -425,6 +447,7 @@ mod tests {
         assert_eq!(config.kafka.topic_partitions, 3);
         assert_eq!(config.kafka.replication_factor, 1);
         assert_eq!(config.kafka.group_instance_id, None);
+        assert_eq!(config.kafka.fetch_linger, None, "unset: the service's own choice");
         assert_eq!(config.zipkin_endpoint.as_deref(), Some("http://127.0.0.1:9411/api/v2/spans"));
         assert_eq!(config.retry, RetryPolicy::default());
     }
@@ -439,6 +462,7 @@ mod tests {
             ("KAFKA_REPLICATION_FACTOR", "3"),
             ("KAFKA_TOPIC_PREFIX", "staging."),
             ("KAFKA_GROUP_INSTANCE_ID", "order-service-2"),
+            ("KAFKA_FETCH_LINGER_MS", "0"),
             ("ZIPKIN_ENDPOINT", ""),
             ("RETRY_MAX_ATTEMPTS", "3"),
             ("RETRY_BACKOFF_MS", "10"),
@@ -452,6 +476,7 @@ mod tests {
         assert_eq!(config.kafka.topic("order.created"), "staging.order.created");
         assert_eq!(config.kafka.contract_name("staging.order.created"), "order.created");
         assert_eq!(config.kafka.group_instance_id.as_deref(), Some("order-service-2"));
+        assert_eq!(config.kafka.fetch_linger, Some(Duration::ZERO));
         assert_eq!(config.zipkin_endpoint, None);
         assert_eq!(
             config.retry,
@@ -469,6 +494,7 @@ mod tests {
             ("KAFKA_REPLICATION_FACTOR", "three"),
             ("KAFKA_TOPIC_PREFIX", "a b"),
             ("KAFKA_GROUP_INSTANCE_ID", "two words"),
+            ("KAFKA_FETCH_LINGER_MS", "20000"),
             ("ZIPKIN_ENDPOINT", "127.0.0.1:9411"),
             ("RETRY_MAX_ATTEMPTS", "-1"),
             ("RETRY_BACKOFF_MS", "soon"),

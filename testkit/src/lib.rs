@@ -43,6 +43,7 @@ pub fn kafka_config() -> KafkaConfig {
         replication_factor,
         topic_prefix: String::new(),
         group_instance_id: None,
+        fetch_linger: None,
     }
 }
 

@@ -130,6 +130,12 @@ impl EventConsumer {
         ensure_topics(kafka, group, &topic_refs).await?;
 
         let mut config = client_config(kafka, &format!("{group}-consumer"));
+        if let Some(linger) = kafka.fetch_linger.filter(|linger| !linger.is_zero()) {
+            // The broker answers a fetch once it holds 1 MiB for it or the linger is up:
+            // under any load this system sees, the linger. An idle consumer then asks once
+            // per linger rather than once per 500 ms, a few requests a second.
+            config.set("fetch.wait.max.ms", linger.as_millis().to_string()).set("fetch.min.bytes", "1048576");
+        }
         if let Some(instance) = &kafka.group_instance_id {
             // Static membership: a restart under the same name gets its partitions back
             // from the coordinator at once, where a new member would wait for the dead

@@ -77,6 +77,10 @@ pub fn spec(changes: Changes) -> ServiceSpec {
             }
         })
         .subscriptions(move |context| projection::subscriptions(&context.config.kafka, &changes))
+        // The board reads every event of every saga; a page that shows a step 50 ms later
+        // is as live to its reader, and the board then applies events in batches rather
+        // than one fetch and one transaction each.
+        .fetch_linger(std::time::Duration::from_millis(50))
         .api_doc(<api::ApiDoc as utoipa::OpenApi>::openapi)
 }
 
