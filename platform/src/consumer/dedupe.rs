@@ -42,6 +42,24 @@ pub(crate) async fn claim(tx: &mut Tx, group: &str, ids: &[&str]) -> Result<Vec<
     Ok(ids.iter().map(|id| new.remove(*id)).collect())
 }
 
+/// Records every id of `ids` as processed by `group`, without looking first: queued with
+/// the transaction's next statement, where an id recorded before fails it on its key.
+pub(crate) async fn record_unseen(tx: &mut Tx, group: &str, ids: &[&str]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    for chunk in ids.chunks(ROWS_PER_CLAIM) {
+        let sql = format!(
+            "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES {}",
+            db::values(chunk.len(), 3, 1)
+        );
+        let mut insert = tx.write(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            insert = insert.bind(group).bind(*id).bind(now);
+        }
+        insert.await?;
+    }
+    Ok(())
+}
+
 /// Whether `marker` was recorded for `group`. Unknown (database down) counts as no: a
 /// duplicate forward is better than a lost one.
 pub(crate) async fn recorded(db: &Db, group: &str, marker: &str) -> bool {

@@ -234,6 +234,8 @@ impl<H: RawHandler> Route for Raw<H> {
 #[derive(Default, Clone)]
 pub struct Subscriptions {
     routes: HashMap<String, Arc<dyn Route>>,
+    /// Whether a handler acts outside the database (see [`Subscriptions::acting_outside`]).
+    acting_outside: bool,
 }
 
 impl std::fmt::Debug for Subscriptions {
@@ -286,6 +288,23 @@ impl Subscriptions {
             self.routes.insert(topics::dead_letter(&topic), Arc::clone(&route));
         }
         self
+    }
+
+    /// Says that the handlers act outside the database too (they send mail): then every
+    /// event is looked up among those applied before its handler runs. Otherwise, on
+    /// SQLite, a batch is recorded as applied without a look first, in the script of its
+    /// effects; a redelivered event then fails that batch's transaction on its key, and the
+    /// batch is applied again event by event, each looked up first. That saves the look-up's
+    /// round trip to the database on every batch, at the price of running the handlers of
+    /// a redelivered batch once in vain: harmless for effects that roll back, not for mail.
+    pub fn acting_outside(mut self) -> Self {
+        self.acting_outside = true;
+        self
+    }
+
+    /// Whether [`Subscriptions::acting_outside`] was said.
+    pub(crate) fn acts_outside(&self) -> bool {
+        self.acting_outside
     }
 
     /// The topics subscribed to.

@@ -67,7 +67,9 @@ impl Pipeline {
     /// transaction: one dedupe statement, the handlers in order, one outbox write, one
     /// commit. If any of them fails, or the commit does, that transaction rolls back and
     /// each message is applied on its own, so only the failing one is retried or
-    /// dead-lettered. `Err` only when shutdown interrupted.
+    /// dead-lettered. A lone message takes the same way, unless the handlers act outside
+    /// the database ([`Subscriptions::acting_outside`]). `Err` only when shutdown
+    /// interrupted.
     ///
     /// On PostgreSQL each message keeps a transaction of its own: partitions are applied
     /// in parallel there, and batches that lock rows of several aggregates (the SKUs of
@@ -83,10 +85,10 @@ impl Pipeline {
         let attempts = self.forwarder.retry.max_attempts;
         let incoming: Vec<Incoming<'_>> = batch.iter().map(|m| Incoming::read(m, attempts)).collect();
         let now = now_ms();
-        if incoming.len() > 1
-            && self.db.backend() == Backend::Sqlite
-            && incoming.iter().all(|m| m.is_due(now))
-        {
+        // Alone, a message goes this way too when it need not be looked up first: a
+        // transaction without that look-up, and the checked way only if it fails.
+        let together = incoming.len() > 1 || !self.routes.acts_outside();
+        if together && self.db.backend() == Backend::Sqlite && incoming.iter().all(|m| m.is_due(now)) {
             let topic = &incoming[0].delivery.topic;
             if let Some(outcomes) = self.apply_together(&incoming).await {
                 metrics::batch_applied(topic, incoming.len());
@@ -113,7 +115,19 @@ impl Pipeline {
         }
         let mut tx = self.db.begin_write().await.ok()?;
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let new = dedupe::claim(&mut tx, &self.group, &ids).await.ok()?;
+        let new = if self.routes.acts_outside() {
+            dedupe::claim(&mut tx, &self.group, &ids).await.ok()?
+        } else {
+            // A copy inside the batch is dropped here. One applied before fails the
+            // transaction on its key, at its next read or its commit, and then each
+            // message goes the checked way.
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            let new: Vec<bool> = ids.iter().map(|id| seen.insert(*id)).collect();
+            let unseen: Vec<&str> =
+                ids.iter().zip(&new).filter(|(_, new)| **new).map(|(id, _)| *id).collect();
+            dedupe::record_unseen(&mut tx, &self.group, &unseen).await.ok()?;
+            new
+        };
         let mut outcomes = Vec::with_capacity(batch.len());
         for ((message, route), new) in batch.iter().zip(routes).zip(new) {
             let started = Instant::now();

@@ -75,6 +75,85 @@ async fn a_batch_is_applied_once_and_a_copy_inside_it_is_dropped() {
     assert_eq!(effects(&db).await, ["1", "2", "3"]);
 }
 
+/// Records every quantity, and counts its calls.
+#[derive(Clone, Default)]
+struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait::async_trait]
+impl platform::consumer::Handler<OrderCreated> for Counting {
+    async fn handle(
+        &self,
+        event: OrderCreated,
+        _meta: &platform::consumer::EventMeta,
+        tx: &mut platform::db::Tx,
+    ) -> Result<(), platform::consumer::HandlerError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        crate::support::record_effect(tx, event.items[0].quantity).await?;
+        Ok(())
+    }
+}
+
+async fn counting_consumer(db: &Db, topic: &str, acting_outside: bool) -> (EventConsumer, Counting) {
+    let handler = Counting::default();
+    let mut subscriptions = Subscriptions::new().on_topic::<OrderCreated>(topic, handler.clone());
+    if acting_outside {
+        subscriptions = subscriptions.acting_outside();
+    }
+    let consumer = EventConsumer::start(
+        db.clone(),
+        &kafka_config(),
+        &unique_name("group"),
+        quick_retries(),
+        subscriptions,
+    )
+    .await
+    .expect("consumer starts");
+    (consumer, handler)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lone_message_applied_before_is_dropped() {
+    let (_database, db) = database().await;
+    let topic = topic("it.batch").await;
+    let (consumer, handler) = counting_consumer(&db, &topic, false).await;
+    let shutdown = CancellationToken::new();
+    let batch = vec![message(&topic, 0, Uuid::new_v4(), 7)];
+
+    let first = consumer.process_batch(&batch, &shutdown).await.expect("not shut down");
+    // On SQLite without a look-up first: recorded in the script of its effects.
+    assert_eq!(first, BatchOutcome { together: together(&db), outcomes: vec![Outcome::Applied] });
+    let again = consumer.process_batch(&batch, &shutdown).await.expect("not shut down");
+    // The copy fails that transaction on its key and is then found, the checked way.
+    assert_eq!(again, BatchOutcome { together: false, outcomes: vec![Outcome::Duplicate] });
+    assert_eq!(effects(&db).await, ["7"]);
+    // The copy's handler ran once in vain on SQLite (rolled back), not at all on PostgreSQL.
+    let calls = if together(&db) { 2 } else { 1 };
+    assert_eq!(handler.0.load(std::sync::atomic::Ordering::SeqCst), calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handlers_acting_outside_the_database_never_run_for_a_copy() {
+    let (_database, db) = database().await;
+    let topic = topic("it.batch").await;
+    let (consumer, handler) = counting_consumer(&db, &topic, true).await;
+    let shutdown = CancellationToken::new();
+    let first = message(&topic, 0, Uuid::new_v4(), 7);
+    let second = message(&topic, 1, Uuid::new_v4(), 8);
+
+    let alone = consumer.process_batch(std::slice::from_ref(&first), &shutdown).await.expect("not shut down");
+    assert_eq!(alone, BatchOutcome { together: false, outcomes: vec![Outcome::Applied] });
+    // Redelivered alone and inside a batch: looked up before the handler runs.
+    let again = consumer.process_batch(std::slice::from_ref(&first), &shutdown).await.expect("not shut down");
+    assert_eq!(again.outcomes, [Outcome::Duplicate]);
+    let batch = consumer.process_batch(&[first, second], &shutdown).await.expect("not shut down");
+    assert_eq!(
+        batch,
+        BatchOutcome { together: together(&db), outcomes: vec![Outcome::Duplicate, Outcome::Applied] }
+    );
+    assert_eq!(effects(&db).await, ["7", "8"]);
+    assert_eq!(handler.0.load(std::sync::atomic::Ordering::SeqCst), 2, "once per event, never for a copy");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_message_rolls_its_batch_back_and_only_it_goes_to_the_dead_letter_topic() {
     let (_database, db) = database().await;

@@ -38,6 +38,8 @@ pub fn spec() -> ServiceSpec {
 /// topic, and is recorded from there.
 fn subscriptions(context: &Context) -> Subscriptions {
     Subscriptions::new()
+        // Mail is sent from the handler: a duplicate must be known before, not at commit.
+        .acting_outside()
         .on::<shared_events::UserSignedUp>(Welcome)
         .on::<shared_events::OrderConfirmed>(OrderMail)
         .on::<shared_events::OrderCancelled>(OrderMail)
