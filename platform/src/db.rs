@@ -197,6 +197,7 @@ impl Db {
             outbox_written: self.outbox_written.clone(),
             backend: self.backend,
             after_commit: Vec::new(),
+            deferred: Vec::new(),
         })
     }
 
@@ -324,6 +325,32 @@ pub struct Tx {
     backend: Backend,
     /// Run after the commit, in order; dropped with the transaction if it rolls back.
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
+    /// What [`Tx::deferred`] gathered, run just before the commit, in the order first asked for.
+    deferred: Vec<Box<dyn AnyDeferred>>,
+}
+
+/// Work that a transaction gathers across its statements and does once, just before it
+/// commits: recomputing a view once for all the changes of a batch, say, instead of
+/// once per change. See [`Tx::deferred`].
+pub trait Deferred: Default + Send + 'static {
+    /// Does the work, in `tx`. An error fails the commit.
+    fn run(self, tx: &mut Tx) -> BoxFuture<'_, Result<(), sqlx::Error>>;
+}
+
+/// [`Deferred`] with its type erased, so one list holds every kind.
+trait AnyDeferred: Send {
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
+    fn run_boxed(self: Box<Self>, tx: &mut Tx) -> BoxFuture<'_, Result<(), sqlx::Error>>;
+}
+
+impl<T: Deferred> AnyDeferred for T {
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn run_boxed(self: Box<Self>, tx: &mut Tx) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        (*self).run(tx)
+    }
 }
 
 enum Inner {
@@ -348,6 +375,7 @@ impl std::fmt::Debug for Tx {
             .field("backend", &self.backend)
             .field("outbox", &self.outbox.len())
             .field("after_commit", &self.after_commit.len())
+            .field("deferred", &self.deferred.len())
             .finish_non_exhaustive()
     }
 }
@@ -372,6 +400,20 @@ impl Tx {
     /// tell others about a change only when it is there for them to read.
     pub fn after_commit(&mut self, action: impl FnOnce() + Send + 'static) {
         self.after_commit.push(Box::new(action));
+    }
+
+    /// The `T` this transaction is gathering, new (its `Default`) on the first call: it
+    /// [runs](Deferred::run) once, just before the commit, with all that was added to it.
+    /// Nothing of it runs if the transaction rolls back.
+    pub fn deferred<T: Deferred>(&mut self) -> &mut T {
+        let index = match self.deferred.iter_mut().position(|d| d.as_any().is::<T>()) {
+            Some(index) => index,
+            None => {
+                self.deferred.push(Box::new(T::default()));
+                self.deferred.len() - 1
+            }
+        };
+        self.deferred[index].as_any().downcast_mut::<T>().expect("the entry found by its type")
     }
 
     /// A statement whose only result is success or failure (an `INSERT`, `UPDATE` or
@@ -422,9 +464,14 @@ impl Tx {
         }
     }
 
-    /// Writes the events it published to the outbox and commits; then, if there were
-    /// any, tells the relay.
+    /// Runs its [deferred](Tx::deferred) work, writes the events it published to the
+    /// outbox and commits; then, if there were any, tells the relay.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        // Deferred work may write, publish, or defer more: until none is left.
+        while !self.deferred.is_empty() {
+            let deferred = self.deferred.remove(0);
+            deferred.run_boxed(&mut self).await?;
+        }
         let wrote_events = !self.outbox.is_empty();
         if wrote_events {
             let rows = std::mem::take(&mut self.outbox);

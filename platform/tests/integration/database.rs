@@ -164,6 +164,45 @@ async fn queued_writes_are_seen_by_the_next_read_and_fail_the_transaction_they_a
     db.close().await;
 }
 
+/// Ids gathered by a transaction, written as one row just before it commits.
+#[derive(Default)]
+struct Gathered(Vec<String>);
+
+impl platform::db::Deferred for Gathered {
+    fn run(self, tx: &mut platform::db::Tx) -> futures::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            let id = format!("gathered:{}", self.0.join("+"));
+            tx.write("INSERT INTO second_schema (id, payload) VALUES ($1, '{}')").bind(id).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn deferred_work_runs_once_before_the_commit_and_never_after_a_rollback() {
+    let database = TestDatabase::create().await;
+    let db = Db::connect(&database.url, &[&SECOND]).await.expect("connect");
+
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.deferred::<Gathered>().0.push("a".into());
+    tx.write("INSERT INTO second_schema (id, payload) VALUES ('x', '{}')").await.expect("write");
+    tx.deferred::<Gathered>().0.push("b".into());
+    tx.commit().await.expect("commit");
+    assert_eq!(ids(&db).await, ["gathered:a+b", "x"], "one run, with all that was gathered");
+
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.deferred::<Gathered>().0.push("c".into());
+    tx.rollback().await.expect("rollback");
+    assert_eq!(ids(&db).await, ["gathered:a+b", "x"], "a rolled back transaction runs none of it");
+
+    // Deferred work that fails fails the commit, and nothing of the transaction stays.
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.write("INSERT INTO second_schema (id, payload) VALUES ('y', '{}')").await.expect("write");
+    tx.deferred::<Gathered>().0.extend(["a".into(), "b".into()]);
+    tx.commit().await.expect_err("gathered:a+b is there already");
+    assert_eq!(ids(&db).await, ["gathered:a+b", "x"]);
+    db.close().await;
+}
+
 /// Writers cancelled at any point (their task aborted mid-statement) leave no transaction
 /// open behind them: every writer that saw its commit succeed is kept, nothing else of
 /// theirs is, and the database takes writes afterwards.
