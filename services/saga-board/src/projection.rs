@@ -1,19 +1,34 @@
 //! The consumers that build the board: every message of the saga topics and of every
 //! dead-letter topic is kept as it came, and the view of its order recomputed, in the
 //! transaction that records the message as processed (so exactly once, like every
-//! consumer here). Changes are recorded in the same transaction, and heard once it has
+//! consumer here): once per transaction, however many of the order's messages a batch
+//! brought. Changes are recorded in the same transaction, and heard once it has
 //! committed (see [`Changes`]).
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use platform::config::KafkaConfig;
 use platform::consumer::{HandlerError, RawHandler, RawMessage, Subscriptions};
-use platform::db::Tx;
+use platform::db::{Deferred, Tx};
 use shared_events::topics;
 
 use crate::changes::{Change, Changes};
 use crate::domain::Step;
 use crate::record::{DeadLetterRecord, EventRecord, parse_position_id};
 use crate::store;
+
+/// The orders whose messages a transaction kept: their views are recomputed once, just
+/// before it commits, from one read, however many of their messages a batch brought.
+#[derive(Default)]
+struct Refresh(BTreeSet<uuid::Uuid>);
+
+impl Deferred for Refresh {
+    fn run(self, tx: &mut Tx) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(async move { store::refresh_orders(tx, &self.0).await })
+    }
+}
 
 /// Keeps the messages of a topic; those of a saga topic move their order's view.
 pub struct Events {
@@ -35,7 +50,7 @@ impl RawHandler for Events {
         }
         store::insert_event(tx, &event).await?;
         if let Some(order_id) = event.order_id {
-            store::refresh_order(tx, order_id).await?;
+            tx.deferred::<Refresh>().0.insert(order_id);
             self.changes.record(tx, Change::Order(order_id)).await?;
         }
         if let Some(dead_letter) = replayed {
@@ -62,7 +77,7 @@ impl RawHandler for DeadLetters {
             letter.message.replayed_from.map(|from| self.kafka.contract_name(&from).to_owned());
         store::insert_dead_letter(tx, &letter).await?;
         if let Some(order_id) = letter.message.order_id {
-            store::refresh_order(tx, order_id).await?;
+            tx.deferred::<Refresh>().0.insert(order_id);
             self.changes.record(tx, Change::Order(order_id)).await?;
         }
         self.changes.record(tx, Change::DeadLetter(letter.position)).await?;

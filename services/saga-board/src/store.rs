@@ -1,7 +1,7 @@
 //! The board's tables: the messages as they came (`board_events`, `board_dead_letters`)
 //! and each order's view computed from them (`board_orders`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use platform::db::{Backend, Db, Tx, optional_text_at, text_at};
 use sqlx::any::AnyRow;
@@ -92,19 +92,54 @@ pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Resul
 /// event yet (only a poison message, say) has no view: its messages are in the timeline
 /// and the dead-letter list.
 pub async fn refresh_order(tx: &mut Tx, order_id: Uuid) -> Result<(), sqlx::Error> {
-    let id = order_id.to_string();
-    if tx.backend() == Backend::Postgres {
-        // Waits for any other transaction recomputing this order, then reads what it
-        // wrote. (On SQLite this transaction is the only writer already.)
-        tx.write("INSERT INTO board_order_locks (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(id.clone())
-            .await?;
-        tx.read("SELECT order_id FROM board_order_locks WHERE order_id = $1 FOR UPDATE")
-            .bind(id.clone())
-            .fetch_one()
-            .await?;
+    refresh_orders(tx, &BTreeSet::from([order_id])).await
+}
+
+/// [`refresh_order`] for several orders, from one read of all their messages.
+pub async fn refresh_orders(tx: &mut Tx, order_ids: &BTreeSet<Uuid>) -> Result<(), sqlx::Error> {
+    if order_ids.is_empty() {
+        return Ok(());
     }
-    let rows = tx.read(PROJECTION_SQL).bind(id.clone()).fetch_all().await?;
+    let ids: Vec<String> = order_ids.iter().map(Uuid::to_string).collect();
+    let list = platform::db::params(ids.len(), 1);
+    if tx.backend() == Backend::Postgres {
+        // Waits for any other transaction recomputing these orders, then reads what it
+        // wrote. Locked in one order (the set's), so two such transactions never wait on
+        // each other in a cycle. (On SQLite this transaction is the only writer already.)
+        let sql = format!(
+            "INSERT INTO board_order_locks (order_id) VALUES {} ON CONFLICT DO NOTHING",
+            platform::db::values(ids.len(), 1, 1)
+        );
+        bind_all(tx.write(sqlx::AssertSqlSafe(sql)), &ids).await?;
+        let sql = format!(
+            "SELECT order_id FROM board_order_locks WHERE order_id IN ({list}) ORDER BY order_id FOR UPDATE"
+        );
+        bind_all(tx.read(sqlx::AssertSqlSafe(sql)), &ids).fetch_all().await?;
+    }
+    let sql = format!("{PROJECTION_SQL} WHERE e.order_id IN ({list}) {PROJECTION_ORDER}");
+    let rows = bind_all(tx.read(sqlx::AssertSqlSafe(sql)), &ids).fetch_all().await?;
+    // Rows come grouped by order, each group in the order the view is computed in.
+    let order_of = |row: &AnyRow| row.try_get::<Option<String>, _>(3).ok().flatten();
+    for group in rows.chunk_by(|a, b| order_of(a) == order_of(b)) {
+        if let Some(order) = order_of(&group[0]) {
+            write_view(tx, order, group).await?;
+        }
+    }
+    Ok(())
+}
+
+fn bind_all<'t>(
+    mut statement: platform::db::Statement<'t>,
+    values: &[String],
+) -> platform::db::Statement<'t> {
+    for value in values {
+        statement = statement.bind(value.clone());
+    }
+    statement
+}
+
+/// Computes one order's view from `rows` (its messages by [`PROJECTION_SQL`]) and stores it.
+async fn write_view(tx: &mut Tx, id: String, rows: &[AnyRow]) -> Result<(), sqlx::Error> {
     let events = rows.iter().map(event_at).collect::<Result<Vec<_>, _>>()?;
     let seen: Vec<_> = events.iter().filter_map(EventRecord::seen).collect();
     if seen.is_empty() {
@@ -197,9 +232,12 @@ const EVENT_COLUMN_COUNT: usize = 15;
 /// last column, how many of its messages were dead-lettered.
 const PROJECTION_SQL: &str = "SELECT topic, kafka_partition, kafka_offset, order_id, event_id, event_type, NULL, \
      time_ms, trace_id, user_id, reason, NULL, payload, '{}', NULL, \
-     (SELECT COUNT(*) FROM board_dead_letters WHERE order_id = $1) \
-     FROM board_events WHERE order_id = $1 \
-     ORDER BY time_ms IS NULL, time_ms, topic, kafka_partition, kafka_offset";
+     (SELECT COUNT(*) FROM board_dead_letters d WHERE d.order_id = e.order_id) \
+     FROM board_events e";
+
+/// How [`PROJECTION_SQL`]'s rows come: by order, then as [`events_of`] gives them.
+const PROJECTION_ORDER: &str =
+    "ORDER BY e.order_id, e.time_ms IS NULL, e.time_ms, e.topic, e.kafka_partition, e.kafka_offset";
 
 fn event_at(row: &AnyRow) -> Result<EventRecord, sqlx::Error> {
     Ok(EventRecord {
