@@ -236,6 +236,9 @@ pub struct Subscriptions {
     routes: HashMap<String, Arc<dyn Route>>,
     /// Whether a handler acts outside the database (see [`Subscriptions::acting_outside`]).
     acting_outside: bool,
+    /// Whether batches go in one transaction on PostgreSQL too (see
+    /// [`Subscriptions::batched_on_postgres`]).
+    batched_on_postgres: bool,
 }
 
 impl std::fmt::Debug for Subscriptions {
@@ -305,6 +308,22 @@ impl Subscriptions {
     /// Whether [`Subscriptions::acting_outside`] was said.
     pub(crate) fn acts_outside(&self) -> bool {
         self.acting_outside
+    }
+
+    /// Says that the handlers' transactions cannot deadlock each other: every row that
+    /// two of them may both lock, they lock in one order (the board locks a batch's
+    /// orders sorted, just before the commit, through [`crate::db::Tx::deferred`]). Then
+    /// a batch goes in one transaction on PostgreSQL too, as on SQLite. Handlers that
+    /// lock rows as events come (the stock of one order, then of the next) must not say
+    /// it: two batches would lock in different orders and wait on each other.
+    pub fn batched_on_postgres(mut self) -> Self {
+        self.batched_on_postgres = true;
+        self
+    }
+
+    /// Whether [`Subscriptions::batched_on_postgres`] was said.
+    pub(crate) fn batches_on_postgres(&self) -> bool {
+        self.batched_on_postgres
     }
 
     /// The topics subscribed to.

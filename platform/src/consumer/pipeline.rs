@@ -76,7 +76,8 @@ impl Pipeline {
     /// several orders) in different orders deadlock each other; each deadlock stalls both
     /// for PostgreSQL's `deadlock_timeout` (1 s). Measured: 29 sagas/s at saturation with
     /// batches, 126 and 154 (two runs) without. SQLite has one writer at a time, so no
-    /// deadlock there.
+    /// deadlock there. Handlers that lock in one order say so
+    /// ([`Subscriptions::batched_on_postgres`]), and are batched on PostgreSQL too.
     pub async fn process_batch(
         &self,
         batch: &[rdkafka::message::OwnedMessage],
@@ -88,7 +89,11 @@ impl Pipeline {
         // Alone, a message goes this way too when it need not be looked up first: a
         // transaction without that look-up, and the checked way only if it fails.
         let together = incoming.len() > 1 || !self.routes.acts_outside();
-        if together && self.db.backend() == Backend::Sqlite && incoming.iter().all(|m| m.is_due(now)) {
+        let batched = match self.db.backend() {
+            Backend::Sqlite => true,
+            Backend::Postgres => self.routes.batches_on_postgres(),
+        };
+        if together && batched && incoming.iter().all(|m| m.is_due(now)) {
             let topic = &incoming[0].delivery.topic;
             if let Some(outcomes) = self.apply_together(&incoming).await {
                 metrics::batch_applied(topic, incoming.len());
@@ -115,7 +120,9 @@ impl Pipeline {
         }
         let mut tx = self.db.begin_write().await.ok()?;
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let new = if self.routes.acts_outside() {
+        // On PostgreSQL a write runs at once and a key conflict aborts the transaction:
+        // there the ids are looked up as they are recorded.
+        let new = if self.routes.acts_outside() || self.db.backend() == Backend::Postgres {
             dedupe::claim(&mut tx, &self.group, &ids).await.ok()?
         } else {
             // A copy inside the batch is dropped here. One applied before fails the

@@ -155,6 +155,34 @@ async fn handlers_acting_outside_the_database_never_run_for_a_copy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handlers_that_lock_in_one_order_are_batched_on_postgres_too() {
+    let (_database, db) = database().await;
+    let topic = topic("it.batch").await;
+    let subscriptions =
+        Subscriptions::new().batched_on_postgres().on_topic::<OrderCreated>(&topic, RefusesThirteen);
+    let consumer = EventConsumer::start(
+        db.clone(),
+        &kafka_config(),
+        &unique_name("group"),
+        quick_retries(),
+        subscriptions,
+    )
+    .await
+    .expect("consumer starts");
+    let shutdown = CancellationToken::new();
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let batch =
+        vec![message(&topic, 0, first, 1), message(&topic, 1, second, 2), message(&topic, 2, first, 1)];
+
+    let outcome = consumer.process_batch(&batch, &shutdown).await.expect("not shut down");
+    use Outcome::{Applied, Duplicate};
+    assert_eq!(outcome, BatchOutcome { together: true, outcomes: vec![Applied, Applied, Duplicate] });
+    let again = consumer.process_batch(&batch, &shutdown).await.expect("not shut down");
+    assert_eq!(again.outcomes, [Duplicate; 3]);
+    assert_eq!(effects(&db).await, ["1", "2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_message_rolls_its_batch_back_and_only_it_goes_to_the_dead_letter_topic() {
     let (_database, db) = database().await;
     let topic = topic("it.batch").await;
