@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use platform::db::{Backend, Tx};
+use futures::future::BoxFuture;
+use platform::db::{Backend, Deferred, Tx};
 use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,27 @@ use crate::record::{parse_position_id, position_id};
 
 /// The PostgreSQL channel the instances of one store tell each other on.
 const CHANNEL: &str = "saga_board_changes";
+
+/// The `NOTIFY` payloads of a transaction, sent in one statement just before it commits
+/// (the database delivers them at the commit anyway).
+#[derive(Default)]
+struct Notifications(Vec<String>);
+
+impl Deferred for Notifications {
+    fn run(self, tx: &mut Tx) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT pg_notify($1, payload) FROM (VALUES {}) AS changes (payload)",
+                platform::db::values(self.0.len(), 1, 2)
+            );
+            let mut notify = tx.read(sqlx::AssertSqlSafe(sql)).bind(CHANNEL);
+            for payload in self.0 {
+                notify = notify.bind(payload);
+            }
+            notify.fetch_all().await.map(|_| ())
+        })
+    }
+}
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,13 +101,7 @@ impl Changes {
     /// never if it rolls back.
     pub async fn record(&self, tx: &mut Tx, change: Change) -> Result<(), sqlx::Error> {
         match tx.backend() {
-            Backend::Postgres => {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(change.payload())
-                    .execute(tx.conn().await?)
-                    .await?;
-            }
+            Backend::Postgres => tx.deferred::<Notifications>().0.push(change.payload()),
             Backend::Sqlite => {
                 let changes = self.clone();
                 tx.after_commit(move || changes.announce(change));

@@ -87,7 +87,8 @@ impl RawHandler for DeadLetters {
 
 /// Every topic of the system and every dead-letter topic.
 pub fn subscriptions(kafka: &KafkaConfig, changes: &Changes) -> Subscriptions {
-    let mut subscriptions = Subscriptions::new();
+    // Its transactions lock their orders sorted, at commit (`Refresh`): no deadlock.
+    let mut subscriptions = Subscriptions::new().batched_on_postgres();
     for topic in topics::ALL {
         subscriptions = subscriptions
             .on_raw(topic, Events { kafka: kafka.clone(), changes: changes.clone() })
