@@ -564,6 +564,17 @@ impl<'t> Statement<'t> {
         self
     }
 
+    /// Binds each of `values` as the next `$n`, in order (an `IN (...)` or `VALUES` list).
+    pub fn bind_all<'e, T: Encode<'e, Any> + Type<Any>>(
+        mut self,
+        values: impl IntoIterator<Item = T>,
+    ) -> Self {
+        for value in values {
+            self = self.bind(value);
+        }
+        self
+    }
+
     /// Runs it now, with what is queued before it, and returns its rows.
     pub async fn fetch_all(self) -> Result<Vec<AnyRow>, sqlx::Error> {
         match self.checked()? {

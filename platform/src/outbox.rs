@@ -301,11 +301,7 @@ impl Relay {
                 Some(tx) => tx,
                 None => self.db.begin_write().await?,
             };
-            let mut update = tx.write(sqlx::AssertSqlSafe(sql)).bind(now_ms());
-            for id in &acked {
-                update = update.bind(*id);
-            }
-            update.await?;
+            tx.write(sqlx::AssertSqlSafe(sql)).bind(now_ms()).bind_all(acked.iter().copied()).await?;
             tx.commit().await?;
         }
         if let Some(tx) = locked {

@@ -88,11 +88,8 @@ pub async fn lock_stock(tx: &mut Tx, skus: &[&String]) -> Result<BTreeMap<String
         platform::db::params(skus.len(), 1),
         tx.for_update()
     );
-    let mut select = tx.read(sqlx::AssertSqlSafe(sql));
-    for sku in skus {
-        select = select.bind(sku.as_str());
-    }
-    select
+    tx.read(sqlx::AssertSqlSafe(sql))
+        .bind_all(skus.iter().map(|sku| sku.as_str()))
         .fetch_all()
         .await?
         .iter()

@@ -32,11 +32,7 @@ impl Deferred for Notifications {
                 "SELECT pg_notify($1, payload) FROM (VALUES {}) AS changes (payload)",
                 platform::db::values(self.0.len(), 1, 2)
             );
-            let mut notify = tx.read(sqlx::AssertSqlSafe(sql)).bind(CHANNEL);
-            for payload in self.0 {
-                notify = notify.bind(payload);
-            }
-            notify.fetch_all().await.map(|_| ())
+            tx.read(sqlx::AssertSqlSafe(sql)).bind(CHANNEL).bind_all(self.0).fetch_all().await.map(|_| ())
         })
     }
 }
@@ -99,7 +95,7 @@ impl Changes {
 
     /// Tells the streams of every instance about `change` once `tx` has committed, and
     /// never if it rolls back.
-    pub async fn record(&self, tx: &mut Tx, change: Change) -> Result<(), sqlx::Error> {
+    pub fn record(&self, tx: &mut Tx, change: Change) {
         match tx.backend() {
             Backend::Postgres => tx.deferred::<Notifications>().0.push(change.payload()),
             Backend::Sqlite => {
@@ -107,7 +103,6 @@ impl Changes {
                 tx.after_commit(move || changes.announce(change));
             }
         }
-        Ok(())
     }
 
     /// A new listener, hearing of changes from now on.

@@ -51,10 +51,10 @@ impl RawHandler for Events {
         store::insert_event(tx, &event).await?;
         if let Some(order_id) = event.order_id {
             tx.deferred::<Refresh>().0.insert(order_id);
-            self.changes.record(tx, Change::Order(order_id)).await?;
+            self.changes.record(tx, Change::Order(order_id));
         }
         if let Some(dead_letter) = replayed {
-            self.changes.record(tx, Change::DeadLetter(dead_letter)).await?;
+            self.changes.record(tx, Change::DeadLetter(dead_letter));
         }
         Ok(())
     }
@@ -78,9 +78,9 @@ impl RawHandler for DeadLetters {
         store::insert_dead_letter(tx, &letter).await?;
         if let Some(order_id) = letter.message.order_id {
             tx.deferred::<Refresh>().0.insert(order_id);
-            self.changes.record(tx, Change::Order(order_id)).await?;
+            self.changes.record(tx, Change::Order(order_id));
         }
-        self.changes.record(tx, Change::DeadLetter(letter.position)).await?;
+        self.changes.record(tx, Change::DeadLetter(letter.position));
         Ok(())
     }
 }

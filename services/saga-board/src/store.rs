@@ -110,14 +110,14 @@ pub async fn refresh_orders(tx: &mut Tx, order_ids: &BTreeSet<Uuid>) -> Result<(
             "INSERT INTO board_order_locks (order_id) VALUES {} ON CONFLICT DO NOTHING",
             platform::db::values(ids.len(), 1, 1)
         );
-        bind_all(tx.write(sqlx::AssertSqlSafe(sql)), &ids).await?;
+        tx.write(sqlx::AssertSqlSafe(sql)).bind_all(&ids).await?;
         let sql = format!(
             "SELECT order_id FROM board_order_locks WHERE order_id IN ({list}) ORDER BY order_id FOR UPDATE"
         );
-        bind_all(tx.read(sqlx::AssertSqlSafe(sql)), &ids).fetch_all().await?;
+        tx.read(sqlx::AssertSqlSafe(sql)).bind_all(&ids).fetch_all().await?;
     }
-    let sql = format!("{PROJECTION_SQL} WHERE e.order_id IN ({list}) {PROJECTION_ORDER}");
-    let rows = bind_all(tx.read(sqlx::AssertSqlSafe(sql)), &ids).fetch_all().await?;
+    let sql = format!("{PROJECTION_SQL} WHERE e.order_id IN ({list}) ORDER BY e.order_id, {EVENT_ORDER}");
+    let rows = tx.read(sqlx::AssertSqlSafe(sql)).bind_all(&ids).fetch_all().await?;
     // Rows come grouped by order, each group in the order the view is computed in.
     let order_of = |row: &AnyRow| row.try_get::<Option<String>, _>(3).ok().flatten();
     for group in rows.chunk_by(|a, b| order_of(a) == order_of(b)) {
@@ -126,16 +126,6 @@ pub async fn refresh_orders(tx: &mut Tx, order_ids: &BTreeSet<Uuid>) -> Result<(
         }
     }
     Ok(())
-}
-
-fn bind_all<'t>(
-    mut statement: platform::db::Statement<'t>,
-    values: &[String],
-) -> platform::db::Statement<'t> {
-    for value in values {
-        statement = statement.bind(value.clone());
-    }
-    statement
 }
 
 /// Computes one order's view from `rows` (its messages by [`PROJECTION_SQL`]) and stores it.
@@ -235,9 +225,9 @@ const PROJECTION_SQL: &str = "SELECT topic, kafka_partition, kafka_offset, order
      (SELECT COUNT(*) FROM board_dead_letters d WHERE d.order_id = e.order_id) \
      FROM board_events e";
 
-/// How [`PROJECTION_SQL`]'s rows come: by order, then as [`events_of`] gives them.
-const PROJECTION_ORDER: &str =
-    "ORDER BY e.order_id, e.time_ms IS NULL, e.time_ms, e.topic, e.kafka_partition, e.kafka_offset";
+/// An order's messages by time (those without one last), then position: the same order
+/// on both backends, whatever order they were written in.
+const EVENT_ORDER: &str = "time_ms IS NULL, time_ms, topic, kafka_partition, kafka_offset";
 
 fn event_at(row: &AnyRow) -> Result<EventRecord, sqlx::Error> {
     Ok(EventRecord {
@@ -265,10 +255,7 @@ fn position_at(row: &AnyRow, first: usize) -> Result<Position, sqlx::Error> {
 /// Every message kept for `order_id`, by time (those without one last), then position:
 /// the same order on both backends, whatever order they were written in.
 pub async fn events_of(conn: &mut AnyConnection, order_id: &str) -> Result<Vec<EventRecord>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM board_events WHERE order_id = $1 \
-         ORDER BY time_ms IS NULL, time_ms, topic, kafka_partition, kafka_offset"
-    );
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM board_events WHERE order_id = $1 ORDER BY {EVENT_ORDER}");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id.to_owned()).fetch_all(conn).await?;
     rows.iter().map(event_at).collect()
 }
