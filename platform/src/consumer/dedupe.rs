@@ -25,16 +25,8 @@ pub(crate) async fn claim(tx: &mut Tx, group: &str, ids: &[&str]) -> Result<Vec<
     let now = now_ms();
     let mut new: HashSet<String> = HashSet::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS_PER_CLAIM) {
-        let sql = format!(
-            "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES {} \
-             ON CONFLICT DO NOTHING RETURNING event_id",
-            db::values(chunk.len(), 3, 1)
-        );
-        let mut insert = tx.read(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
-            insert = insert.bind(group).bind(*id).bind(now);
-        }
-        for row in insert.fetch_all().await? {
+        let sql = insert_sql(chunk.len(), " ON CONFLICT DO NOTHING RETURNING event_id");
+        for row in bind_rows(tx.read(sql), group, chunk, now).fetch_all().await? {
             new.insert(row.try_get(0)?);
         }
     }
@@ -47,17 +39,25 @@ pub(crate) async fn claim(tx: &mut Tx, group: &str, ids: &[&str]) -> Result<Vec<
 pub(crate) async fn record_unseen(tx: &mut Tx, group: &str, ids: &[&str]) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for chunk in ids.chunks(ROWS_PER_CLAIM) {
-        let sql = format!(
-            "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES {}",
-            db::values(chunk.len(), 3, 1)
-        );
-        let mut insert = tx.write(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
-            insert = insert.bind(group).bind(*id).bind(now);
-        }
-        insert.await?;
+        bind_rows(tx.write(insert_sql(chunk.len(), "")), group, chunk, now).await?;
     }
     Ok(())
+}
+
+/// The INSERT of `rows` ids into `processed_events`, then `tail`.
+fn insert_sql(rows: usize, tail: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!(
+        "INSERT INTO processed_events (consumer_group, event_id, processed_at_ms) VALUES {}{tail}",
+        db::values(rows, 3, 1)
+    ))
+}
+
+/// Binds one row of [`insert_sql`] per id.
+fn bind_rows<'t>(mut insert: db::Statement<'t>, group: &str, ids: &[&str], now: i64) -> db::Statement<'t> {
+    for id in ids {
+        insert = insert.bind(group).bind(*id).bind(now);
+    }
+    insert
 }
 
 /// Whether `marker` was recorded for `group`. Unknown (database down) counts as no: a

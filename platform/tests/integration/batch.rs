@@ -30,16 +30,15 @@ fn message(topic: &str, offset: i64, event_id: Uuid, quantity: u32) -> OwnedMess
     )
 }
 
+/// A consumer of a fresh group with `subscriptions`.
+async fn start(db: &Db, subscriptions: Subscriptions) -> EventConsumer {
+    EventConsumer::start(db.clone(), &kafka_config(), &unique_name("group"), quick_retries(), subscriptions)
+        .await
+        .expect("consumer starts")
+}
+
 async fn consumer(db: &Db, topic: &str) -> EventConsumer {
-    EventConsumer::start(
-        db.clone(),
-        &kafka_config(),
-        &unique_name("group"),
-        quick_retries(),
-        Subscriptions::new().on_topic::<OrderCreated>(topic, RefusesThirteen),
-    )
-    .await
-    .expect("consumer starts")
+    start(db, Subscriptions::new().on_topic::<OrderCreated>(topic, RefusesThirteen)).await
 }
 
 /// On SQLite a batch is one transaction; on PostgreSQL its messages go one by one.
@@ -99,16 +98,7 @@ async fn counting_consumer(db: &Db, topic: &str, acting_outside: bool) -> (Event
     if acting_outside {
         subscriptions = subscriptions.acting_outside();
     }
-    let consumer = EventConsumer::start(
-        db.clone(),
-        &kafka_config(),
-        &unique_name("group"),
-        quick_retries(),
-        subscriptions,
-    )
-    .await
-    .expect("consumer starts");
-    (consumer, handler)
+    (start(db, subscriptions).await, handler)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -160,15 +150,7 @@ async fn handlers_that_lock_in_one_order_are_batched_on_postgres_too() {
     let topic = topic("it.batch").await;
     let subscriptions =
         Subscriptions::new().batched_on_postgres().on_topic::<OrderCreated>(&topic, RefusesThirteen);
-    let consumer = EventConsumer::start(
-        db.clone(),
-        &kafka_config(),
-        &unique_name("group"),
-        quick_retries(),
-        subscriptions,
-    )
-    .await
-    .expect("consumer starts");
+    let consumer = start(&db, subscriptions).await;
     let shutdown = CancellationToken::new();
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     let batch =
