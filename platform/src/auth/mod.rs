@@ -4,7 +4,8 @@
 //! Tokens are JWTs signed by user-service with Ed25519. A service verifies them against
 //! user-service's published keys (the JWKS), fetched on first use and again when a token
 //! names a key id it does not know (a new key after a rotation). Only `EdDSA` is accepted,
-//! whatever the token's header says, and `exp` and `iss` are checked.
+//! whatever the token's header says, and `exp` and `iss` are checked. A token that passed
+//! is remembered until it expires, so its signature is checked once per service.
 //!
 //! A handler states its rule by what it takes: [`Caller`] (any signed-in user, then
 //! [`Caller::owns`], [`Caller::acting_for`] or [`Caller::scope`] for the owner rules),
@@ -27,6 +28,7 @@ use uuid::Uuid;
 use crate::problem::Problem;
 
 mod signer;
+mod verified;
 
 pub use signer::{KeyError, Signer};
 
@@ -181,6 +183,7 @@ pub struct Verifier {
     keys: RwLock<Keys>,
     http: reqwest::Client,
     validation: Validation,
+    verified: verified::Verified,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -212,11 +215,17 @@ impl Verifier {
             keys: RwLock::new(keys),
             http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default(),
             validation,
+            verified: verified::Verified::default(),
         }
     }
 
     /// The caller a token stands for, or why it stands for nobody.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let now = crate::clock::now_ms() / 1000;
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        if let Some(caller) = self.verified.get(token, now, leeway) {
+            return Ok(caller);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
             return Err(AuthError::Invalid(format!("alg {:?} is not EdDSA", header.alg)));
@@ -233,7 +242,9 @@ impl Verifier {
         let user_id =
             data.claims.sub.parse().map_err(|_| AuthError::Invalid("sub is not a UUID".to_owned()))?;
         let role = data.claims.role.parse().map_err(|_| AuthError::Invalid("unknown role".to_owned()))?;
-        Ok(Caller { user_id, role })
+        let caller = Caller { user_id, role };
+        self.verified.insert(token, caller, data.claims.exp, now);
+        Ok(caller)
     }
 
     /// Fetches the JWKS again (at most every [`REFETCH_AFTER`]) and returns key `kid`.
@@ -255,6 +266,7 @@ impl Verifier {
         let jwks = fetched.await.map_err(|e| AuthError::KeysUnavailable(format!("{url}: {e}")))?;
         keys.by_id = decoding_keys(&jwks)?;
         keys.fetched = Some(Instant::now());
+        self.verified.clear();
         keys.by_id.get(kid).cloned().ok_or_else(|| AuthError::Invalid(format!("unknown kid {kid}")))
     }
 }
@@ -338,6 +350,38 @@ mod tests {
         let other = Uuid::now_v7();
         assert_eq!(admin.scope(None), Ok(None));
         assert_eq!(admin.scope(Some(other)), Ok(Some(other)));
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_stands_only_for_its_own_bytes() {
+        let signer = Signer::generate(Duration::from_secs(60));
+        let verifier = Verifier::fixed(&signer.jwk_set()).expect("keys");
+        let user = Uuid::now_v7();
+        let token = signer.token(user, Role::User).expect("token");
+        let expected = Ok(Caller { user_id: user, role: Role::User });
+        assert_eq!(verifier.verify(&token).await, expected);
+        assert_eq!(verifier.verify(&token).await, expected, "again, from what was remembered");
+
+        // The same signature under a payload naming an admin: checked, and refused.
+        let (head, rest) = token.split_once('.').expect("header");
+        let signature = rest.rsplit_once('.').expect("signature").1;
+        let claims = Claims {
+            sub: user.to_string(),
+            role: "admin".to_owned(),
+            iat: 0,
+            exp: i64::MAX / 2,
+            iss: ISSUER.to_owned(),
+        };
+        let payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&claims).expect("json"),
+        );
+        let forged = format!("{head}.{payload}.{signature}");
+        assert!(matches!(verifier.verify(&forged).await, Err(AuthError::Invalid(_))));
+        assert!(
+            matches!(verifier.verify(&forged).await, Err(AuthError::Invalid(_))),
+            "a refusal is not remembered as a pass"
+        );
     }
 
     #[test]
