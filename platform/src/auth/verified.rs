@@ -33,7 +33,10 @@ impl Verified {
     /// allowing `leeway` seconds as the signature check does.
     pub(super) fn get(&self, token: &str, now: i64, leeway: i64) -> Option<Caller> {
         let tokens = self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tokens.get(token).filter(|entry| entry.expires_at + leeway >= now).map(|entry| entry.caller)
+        tokens
+            .get(token)
+            .filter(|entry| entry.expires_at.saturating_add(leeway) >= now)
+            .map(|entry| entry.caller)
     }
 
     /// Remembers that `token` verified as `caller`, valid until `expires_at` (seconds).
