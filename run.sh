@@ -65,6 +65,10 @@ mkdir -p data
 # The admin account user-service creates at start (CONTRACT: change the password for
 # anything but a demo: ADMIN_PASSWORD=... ./run.sh).
 export ADMIN_EMAIL=${ADMIN_EMAIL:-admin@example.com} ADMIN_PASSWORD=${ADMIN_PASSWORD:-admin-password}
+# Seven services share this machine's cores: with one Tokio worker each they spend less on
+# waking and stealing between workers (README "Figures"). A service on cores of its own
+# keeps Tokio's default of one worker per core.
+export TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-1}
 declare -A started_at=() restarts=() quick_deaths=()
 start_service() {
   local s=$1 db=${1//-/_} url
