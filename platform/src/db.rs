@@ -367,6 +367,16 @@ enum Inner {
 struct Pending {
     sql: String,
     arguments: AnyArguments,
+    /// A script of this transaction failed, and SQLite's transaction is rolled back: what
+    /// is queued after it must not run on its own, outside any transaction.
+    failed: bool,
+}
+
+/// A point in a [`Tx`] to roll back to ([`Tx::savepoint`]).
+#[derive(Debug)]
+pub(crate) struct Savepoint {
+    outbox: usize,
+    after_commit: usize,
 }
 
 impl std::fmt::Debug for Tx {
@@ -455,13 +465,33 @@ impl Tx {
     pub async fn conn(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
         match &mut self.inner {
             Inner::Sqlite { writer, pending } => {
-                if !pending.sql.is_empty() {
+                if !pending.sql.is_empty() || pending.failed {
                     run_script(writer, pending).await?;
                 }
                 Ok(writer.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?)
             }
             Inner::Postgres(tx) => Ok(&mut **tx),
         }
+    }
+
+    /// Marks a point to come back to with [`Tx::rollback_to`]: an SQL `SAVEPOINT`, with
+    /// the events published and the after-commit actions so far.
+    pub(crate) async fn savepoint(&mut self) -> Result<Savepoint, sqlx::Error> {
+        self.write("SAVEPOINT point").await?;
+        Ok(Savepoint { outbox: self.outbox.len(), after_commit: self.after_commit.len() })
+    }
+
+    /// Undoes what was written, published and set to run after commit since `point` (the
+    /// latest savepoint), keeping what came before it. Work gathered for
+    /// [`Tx::deferred`] cannot be partly undone: with any, this refuses.
+    pub(crate) async fn rollback_to(&mut self, point: Savepoint) -> Result<(), sqlx::Error> {
+        if !self.deferred.is_empty() {
+            return Err(sqlx::Error::Protocol("deferred work cannot be rolled back to a savepoint".into()));
+        }
+        self.write("ROLLBACK TO SAVEPOINT point").await?;
+        self.outbox.truncate(point.outbox);
+        self.after_commit.truncate(point.after_commit);
+        Ok(())
     }
 
     /// Runs its [deferred](Tx::deferred) work, writes the events it published to the
@@ -515,7 +545,12 @@ impl Tx {
 /// counts as open from here until a commit succeeds: a failure or a cancelled future
 /// leaves it to the next writer to roll back.
 async fn run_script(writer: &mut SqliteWriter, pending: &mut Pending) -> Result<Vec<AnyRow>, sqlx::Error> {
-    let Pending { sql, arguments } = std::mem::take(pending);
+    if pending.failed {
+        return Err(sqlx::Error::Protocol(
+            "an earlier statement of this transaction failed and rolled it back".into(),
+        ));
+    }
+    let Pending { sql, arguments, .. } = std::mem::take(pending);
     writer.open = true;
     let conn = writer.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
     let outcome = sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments).fetch_all(&mut *conn).await;
@@ -523,6 +558,7 @@ async fn run_script(writer: &mut SqliteWriter, pending: &mut Pending) -> Result<
         // Release the write lock now rather than at the next writer's turn.
         let _ = conn.execute("ROLLBACK").await;
         writer.open = false;
+        pending.failed = true;
     }
     outcome
 }

@@ -44,6 +44,19 @@ pub(crate) async fn record_unseen(tx: &mut Tx, group: &str, ids: &[&str]) -> Res
     Ok(())
 }
 
+/// Takes back what [`claim`] recorded for `ids` in this transaction: their messages were
+/// not applied in it after all.
+pub(crate) async fn release(tx: &mut Tx, group: &str, ids: &[&str]) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(ROWS_PER_CLAIM) {
+        let sql = format!(
+            "DELETE FROM processed_events WHERE consumer_group = $1 AND event_id IN ({})",
+            db::params(chunk.len(), 2)
+        );
+        tx.write(sqlx::AssertSqlSafe(sql)).bind(group).bind_all(chunk.iter().copied()).await?;
+    }
+    Ok(())
+}
+
 /// The INSERT of `rows` ids into `processed_events`, then `tail`.
 fn insert_sql(rows: usize, tail: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!(

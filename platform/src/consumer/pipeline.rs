@@ -46,7 +46,8 @@ impl Outcome {
 /// What a batch came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchOutcome {
-    /// Whether it was applied in one transaction (false: message by message).
+    /// Whether it was applied in one transaction (false: all or part of it message by
+    /// message).
     pub together: bool,
     /// The outcome of each message, in the batch's order.
     pub outcomes: Vec<Outcome>,
@@ -68,8 +69,10 @@ impl Pipeline {
     /// commit. If any of them fails, or the commit does, that transaction rolls back and
     /// each message is applied on its own, so only the failing one is retried or
     /// dead-lettered. A lone message takes the same way, unless the handlers act outside
-    /// the database ([`Subscriptions::acting_outside`]). `Err` only when shutdown
-    /// interrupted.
+    /// the database ([`Subscriptions::acting_outside`]). Those have acted for the messages
+    /// before a failing one already (sent their mail), so there the transaction keeps
+    /// them: it rolls back to a savepoint taken before the failing message and commits,
+    /// and only the rest go on their own. `Err` only when shutdown interrupted.
     ///
     /// On PostgreSQL each message keeps a transaction of its own: partitions are applied
     /// in parallel there, and batches that lock rows of several aggregates (the SKUs of
@@ -93,23 +96,25 @@ impl Pipeline {
             Backend::Sqlite => true,
             Backend::Postgres => self.routes.batches_on_postgres(),
         };
+        let mut outcomes = Vec::with_capacity(incoming.len());
         if together && batched && incoming.iter().all(|m| m.is_due(now)) {
             let topic = &incoming[0].delivery.topic;
-            if let Some(outcomes) = self.apply_together(&incoming).await {
+            outcomes = self.apply_together(&incoming).await.unwrap_or_default();
+            if outcomes.len() == incoming.len() {
                 metrics::batch_applied(topic, incoming.len());
                 return Ok(BatchOutcome { together: true, outcomes });
             }
             metrics::batch_fell_back(topic);
         }
-        let mut outcomes = Vec::with_capacity(incoming.len());
-        for message in &incoming {
+        for message in &incoming[outcomes.len()..] {
             outcomes.push(self.process(message, shutdown).await?);
         }
         Ok(BatchOutcome { together: false, outcomes })
     }
 
-    /// Every message of `batch` in one transaction; `None` (nothing applied) when one of
-    /// them or the commit failed.
+    /// The messages of `batch` in one transaction, and their outcomes: of all of them, or
+    /// with handlers acting outside, of those before the first that failed. `None`
+    /// (nothing applied) when the transaction rolled back.
     async fn apply_together(&self, batch: &[Incoming<'_>]) -> Option<Vec<Outcome>> {
         let mut routes = Vec::with_capacity(batch.len());
         let mut ids = Vec::with_capacity(batch.len());
@@ -135,11 +140,25 @@ impl Pipeline {
             dedupe::record_unseen(&mut tx, &self.group, &unseen).await.ok()?;
             new
         };
+        let outside = self.routes.acts_outside();
         let mut outcomes = Vec::with_capacity(batch.len());
-        for ((message, route), new) in batch.iter().zip(routes).zip(new) {
+        for (index, (message, route)) in batch.iter().zip(routes).enumerate() {
             let started = Instant::now();
-            let outcome = if new {
-                route.apply(message, &mut tx).instrument(consume_span(message)).await.ok()?;
+            let outcome = if new[index] {
+                let point = if outside { Some(tx.savepoint().await.ok()?) } else { None };
+                if route.apply(message, &mut tx).instrument(consume_span(message)).await.is_err() {
+                    // Nothing kept, or nothing acted on yet: the whole batch goes on its own.
+                    let point = point.filter(|_| index > 0)?;
+                    tx.rollback_to(point).await.ok()?;
+                    let later: Vec<&str> = ids[index..]
+                        .iter()
+                        .zip(&new[index..])
+                        .filter(|(_, new)| **new)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    dedupe::release(&mut tx, &self.group, &later).await.ok()?;
+                    break;
+                }
                 Outcome::Applied
             } else {
                 Outcome::Duplicate

@@ -189,3 +189,74 @@ async fn a_failing_message_rolls_its_batch_back_and_only_it_goes_to_the_dead_let
     assert_eq!(dead.len(), 1, "only the failing message is dead-lettered");
     assert_eq!(crate::consumer::headers_of(&dead[0])["dlt_error"], "permanent failure: 13 is refused");
 }
+
+/// Acts outside the database for each event (counts its calls per quantity), records it
+/// and publishes it again; refuses 13 after having written and published it.
+#[derive(Clone)]
+struct MailsAndRefusesThirteen {
+    calls: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, usize>>>,
+    topic: String,
+}
+
+#[async_trait::async_trait]
+impl platform::consumer::Handler<OrderCreated> for MailsAndRefusesThirteen {
+    async fn handle(
+        &self,
+        event: OrderCreated,
+        _meta: &platform::consumer::EventMeta,
+        tx: &mut platform::db::Tx,
+    ) -> Result<(), platform::consumer::HandlerError> {
+        let quantity = event.items[0].quantity;
+        *self.calls.lock().expect("calls").entry(quantity).or_default() += 1;
+        crate::support::record_effect(tx, quantity).await?;
+        tx.publish_to(&self.topic, &event).await?;
+        if quantity == 13 {
+            return Err(platform::consumer::HandlerError::permanent("13 is refused"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handlers_acting_outside_never_act_twice_for_a_neighbours_failure() {
+    let (_database, db) = database().await;
+    let topic = topic("it.batch").await;
+    let handler = MailsAndRefusesThirteen { calls: Default::default(), topic: format!("{topic}.out") };
+    let subscriptions =
+        Subscriptions::new().acting_outside().on_topic::<OrderCreated>(&topic, handler.clone());
+    let consumer = start(&db, subscriptions).await;
+    let shutdown = CancellationToken::new();
+    let batch = vec![
+        message(&topic, 0, Uuid::new_v4(), 1),
+        message(&topic, 1, Uuid::new_v4(), 2),
+        message(&topic, 2, Uuid::new_v4(), 13),
+        message(&topic, 3, Uuid::new_v4(), 3),
+    ];
+
+    let outcome = consumer.process_batch(&batch, &shutdown).await.expect("not shut down");
+    use Outcome::{Applied, DeadLettered};
+    assert_eq!(
+        outcome,
+        BatchOutcome { together: false, outcomes: vec![Applied, Applied, DeadLettered, Applied] }
+    );
+    let calls = handler.calls.lock().expect("calls").clone();
+    assert_eq!((calls[&1], calls[&2], calls[&3]), (1, 1, 1), "each acted once: {calls:?}");
+    // On SQLite the 13 ran in the batch, then alone on its way to the dead letters.
+    assert_eq!(calls[&13], if together(&db) { 2 } else { 1 });
+    // What the 13 wrote and published before failing is gone; its neighbours' is there once.
+    assert_eq!(effects(&db).await, ["1", "2", "3"]);
+    let published: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(db.pool()).await.expect("outbox");
+    assert_eq!(published, 3);
+
+    // Redelivered whole: the three are dropped, and the 13 fails again but is not
+    // dead-lettered a second time.
+    let again = consumer.process_batch(&batch, &shutdown).await.expect("not shut down");
+    use Outcome::Duplicate;
+    assert_eq!(again.outcomes, [Duplicate, Duplicate, DeadLettered, Duplicate]);
+    assert_eq!(effects(&db).await, ["1", "2", "3"]);
+    let dead = platform::dead_letter::read_all(&kafka_config(), &shared_events::topics::dead_letter(&topic))
+        .await
+        .expect("dead letters");
+    assert_eq!(dead.len(), 1);
+}

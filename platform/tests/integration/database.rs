@@ -164,6 +164,34 @@ async fn queued_writes_are_seen_by_the_next_read_and_fail_the_transaction_they_a
     db.close().await;
 }
 
+#[tokio::test]
+async fn after_a_failed_statement_nothing_more_of_its_transaction_runs() {
+    let database = TestDatabase::create().await;
+    let db = Db::connect(&database.url, &[&SECOND]).await.expect("connect");
+    let insert = "INSERT INTO second_schema (id, payload) VALUES ($1, $2)";
+    let mut tx = db.begin_write().await.expect("begin");
+    tx.write(insert).bind("a").bind("{}").await.expect("queued");
+    tx.commit().await.expect("commit");
+
+    // A caller that goes on after the failure (here, past a read that failed on a queued
+    // duplicate): what it writes next must not run on its own, outside a transaction.
+    let mut tx = db.begin_write().await.expect("begin");
+    let failed = async {
+        tx.write(insert).bind("a").bind("{}").await?;
+        tx.read("SELECT id FROM second_schema").fetch_all().await
+    }
+    .await;
+    assert!(failed.is_err(), "a is there already");
+    let _ = tx.write(insert).bind("after").bind("{}").await;
+    let committed = tx.commit().await;
+    if db.backend() == Backend::Sqlite {
+        let error = committed.expect_err("the transaction failed");
+        assert!(error.to_string().contains("earlier statement"), "{error}");
+    }
+    assert_eq!(ids(&db).await, ["a"]);
+    db.close().await;
+}
+
 /// Ids gathered by a transaction, written as one row just before it commits.
 #[derive(Default)]
 struct Gathered(Vec<String>);
