@@ -198,6 +198,7 @@ impl Db {
             backend: self.backend,
             after_commit: Vec::new(),
             deferred: Vec::new(),
+            savepoints: 0,
         })
     }
 
@@ -327,6 +328,8 @@ pub struct Tx {
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     /// What [`Tx::deferred`] gathered, run just before the commit, in the order first asked for.
     deferred: Vec<Box<dyn AnyDeferred>>,
+    /// Savepoints taken so far, for their names.
+    savepoints: u32,
 }
 
 /// Work that a transaction gathers across its statements and does once, just before it
@@ -375,6 +378,8 @@ struct Pending {
 /// A point in a [`Tx`] to roll back to ([`Tx::savepoint`]).
 #[derive(Debug)]
 pub(crate) struct Savepoint {
+    /// Its SQL name is `p` and this number, unique in its transaction.
+    number: u32,
     outbox: usize,
     after_commit: usize,
 }
@@ -477,18 +482,25 @@ impl Tx {
     /// Marks a point to come back to with [`Tx::rollback_to`]: an SQL `SAVEPOINT`, with
     /// the events published and the after-commit actions so far.
     pub(crate) async fn savepoint(&mut self) -> Result<Savepoint, sqlx::Error> {
-        self.write("SAVEPOINT point").await?;
-        Ok(Savepoint { outbox: self.outbox.len(), after_commit: self.after_commit.len() })
+        self.savepoints += 1;
+        let number = self.savepoints;
+        self.write(sqlx::AssertSqlSafe(format!("SAVEPOINT p{number}"))).await?;
+        Ok(Savepoint { number, outbox: self.outbox.len(), after_commit: self.after_commit.len() })
     }
 
-    /// Undoes what was written, published and set to run after commit since `point` (the
-    /// latest savepoint), keeping what came before it. Work gathered for
-    /// [`Tx::deferred`] cannot be partly undone: with any, this refuses.
+    /// Keeps what was done since `point`, and forgets the point (`RELEASE`).
+    pub(crate) async fn release(&mut self, point: Savepoint) -> Result<(), sqlx::Error> {
+        self.write(sqlx::AssertSqlSafe(format!("RELEASE SAVEPOINT p{}", point.number))).await
+    }
+
+    /// Undoes what was written, published and set to run after commit since `point`,
+    /// keeping what came before it. Work gathered for [`Tx::deferred`] cannot be partly
+    /// undone: with any, this refuses.
     pub(crate) async fn rollback_to(&mut self, point: Savepoint) -> Result<(), sqlx::Error> {
         if !self.deferred.is_empty() {
             return Err(sqlx::Error::Protocol("deferred work cannot be rolled back to a savepoint".into()));
         }
-        self.write("ROLLBACK TO SAVEPOINT point").await?;
+        self.write(sqlx::AssertSqlSafe(format!("ROLLBACK TO SAVEPOINT p{}", point.number))).await?;
         self.outbox.truncate(point.outbox);
         self.after_commit.truncate(point.after_commit);
         Ok(())

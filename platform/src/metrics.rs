@@ -79,7 +79,8 @@ pub fn batch_applied(topic: &str, n: usize) {
     histogram!("consumer_batch_size", "topic" => topic.to_owned()).record(n as f64);
 }
 
-/// A batch of `topic` was rolled back, to be applied one message at a time.
+/// A batch of `topic` was rolled back, all of it or (handlers acting outside) from its
+/// failing message on, to be applied one message at a time.
 pub fn batch_fell_back(topic: &str) {
     counter!("consumer_batch_fallbacks_total", "topic" => topic.to_owned()).increment(1);
 }

@@ -5,7 +5,8 @@
 //! user-service's published keys (the JWKS), fetched on first use and again when a token
 //! names a key id it does not know (a new key after a rotation). Only `EdDSA` is accepted,
 //! whatever the token's header says, and `exp` and `iss` are checked. A token that passed
-//! is remembered until it expires, so its signature is checked once per service.
+//! is remembered until it expires, so its signature is checked once per service; fetching
+//! the keys again forgets them all.
 //!
 //! A handler states its rule by what it takes: [`Caller`] (any signed-in user, then
 //! [`Caller::owns`], [`Caller::acting_for`] or [`Caller::scope`] for the owner rules),
@@ -226,6 +227,7 @@ impl Verifier {
         if let Some(caller) = self.verified.get(token, now, leeway) {
             return Ok(caller);
         }
+        let generation = self.verified.generation();
         let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
             return Err(AuthError::Invalid(format!("alg {:?} is not EdDSA", header.alg)));
@@ -243,7 +245,7 @@ impl Verifier {
             data.claims.sub.parse().map_err(|_| AuthError::Invalid("sub is not a UUID".to_owned()))?;
         let role = data.claims.role.parse().map_err(|_| AuthError::Invalid("unknown role".to_owned()))?;
         let caller = Caller { user_id, role };
-        self.verified.insert(token, caller, data.claims.exp, now);
+        self.verified.insert(token, caller, data.claims.exp, now, generation);
         Ok(caller)
     }
 
@@ -360,6 +362,8 @@ mod tests {
         let token = signer.token(user, Role::User).expect("token");
         let expected = Ok(Caller { user_id: user, role: Role::User });
         assert_eq!(verifier.verify(&token).await, expected);
+        let now = crate::clock::now_ms() / 1000;
+        assert_eq!(verifier.verified.get(&token, now, 0), Some(Caller { user_id: user, role: Role::User }));
         assert_eq!(verifier.verify(&token).await, expected, "again, from what was remembered");
 
         // The same signature under a payload naming an admin: checked, and refused.
@@ -382,6 +386,7 @@ mod tests {
             matches!(verifier.verify(&forged).await, Err(AuthError::Invalid(_))),
             "a refusal is not remembered as a pass"
         );
+        assert_eq!(verifier.verified.get(&forged, now, 0), None);
     }
 
     #[test]

@@ -61,6 +61,13 @@ impl HandlerError {
     pub fn transient(message: impl std::fmt::Display) -> Self {
         Self::Transient(anyhow::anyhow!("{message}"))
     }
+
+    /// Whether a database statement failed (rather than the handler's own rules or a
+    /// service it called): its transaction is then in doubt.
+    pub(crate) fn is_database(&self) -> bool {
+        let (Self::Transient(error) | Self::Permanent(error)) = self;
+        error.chain().any(|cause| cause.is::<sqlx::Error>())
+    }
 }
 
 impl From<sqlx::Error> for HandlerError {

@@ -72,7 +72,8 @@ impl Pipeline {
     /// the database ([`Subscriptions::acting_outside`]). Those have acted for the messages
     /// before a failing one already (sent their mail), so there the transaction keeps
     /// them: it rolls back to a savepoint taken before the failing message and commits,
-    /// and only the rest go on their own. `Err` only when shutdown interrupted.
+    /// and only the rest go on their own (unless a statement failed, which leaves the
+    /// transaction in doubt). `Err` only when shutdown interrupted.
     ///
     /// On PostgreSQL each message keeps a transaction of its own: partitions are applied
     /// in parallel there, and batches that lock rows of several aggregates (the SKUs of
@@ -146,9 +147,11 @@ impl Pipeline {
             let started = Instant::now();
             let outcome = if new[index] {
                 let point = if outside { Some(tx.savepoint().await.ok()?) } else { None };
-                if route.apply(message, &mut tx).instrument(consume_span(message)).await.is_err() {
-                    // Nothing kept, or nothing acted on yet: the whole batch goes on its own.
-                    let point = point.filter(|_| index > 0)?;
+                let applied = route.apply(message, &mut tx).instrument(consume_span(message)).await;
+                if let Err(error) = applied {
+                    // Nothing acted on yet, or a failed statement (the transaction is in
+                    // doubt): the whole batch goes message by message.
+                    let point = point.filter(|_| index > 0 && !error.is_database())?;
                     tx.rollback_to(point).await.ok()?;
                     let later: Vec<&str> = ids[index..]
                         .iter()
@@ -158,6 +161,9 @@ impl Pipeline {
                         .collect();
                     dedupe::release(&mut tx, &self.group, &later).await.ok()?;
                     break;
+                }
+                if let Some(point) = point {
+                    tx.release(point).await.ok()?;
                 }
                 Outcome::Applied
             } else {
