@@ -88,14 +88,9 @@ pub async fn insert_dead_letter(tx: &mut Tx, letter: &DeadLetterRecord) -> Resul
     Ok(())
 }
 
-/// Recomputes the view of `order_id` from everything kept for it. An order with no valid
-/// event yet (only a poison message, say) has no view: its messages are in the timeline
-/// and the dead-letter list.
-pub async fn refresh_order(tx: &mut Tx, order_id: Uuid) -> Result<(), sqlx::Error> {
-    refresh_orders(tx, &BTreeSet::from([order_id])).await
-}
-
-/// [`refresh_order`] for several orders, from one read of all their messages.
+/// Recomputes the view of each of `order_ids` from everything kept for it, from one read
+/// of all their messages. An order with no valid event yet (only a poison message, say)
+/// has no view: its messages are in the timeline and the dead-letter list.
 pub async fn refresh_orders(tx: &mut Tx, order_ids: &BTreeSet<Uuid>) -> Result<(), sqlx::Error> {
     if order_ids.is_empty() {
         return Ok(());

@@ -1,7 +1,7 @@
 //! The board's store on the backend under test (`TEST_DATABASE`): two events of one order
 //! applied at the same time, as PostgreSQL's parallel partitions apply them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use platform::db::Db;
@@ -38,14 +38,14 @@ async fn two_events_of_one_order_applied_at_once_both_reach_its_view() {
     // The first event's transaction recomputes the view and stays open...
     let mut first = db.begin_write().await.expect("begin");
     store::insert_event(&mut first, &event(order, "order.created", 1_000)).await.expect("insert");
-    store::refresh_order(&mut first, order).await.expect("refresh");
+    store::refresh_orders(&mut first, &BTreeSet::from([order])).await.expect("refresh");
     // ...while the second is applied beside it (on SQLite it waits for the first to end).
     let second = {
         let db = db.clone();
         tokio::spawn(async move {
             let mut tx = db.begin_write().await.expect("begin");
             store::insert_event(&mut tx, &event(order, "inventory.reserved", 1_010)).await.expect("insert");
-            store::refresh_order(&mut tx, order).await.expect("refresh");
+            store::refresh_orders(&mut tx, &BTreeSet::from([order])).await.expect("refresh");
             tx.commit().await.expect("commit");
         })
     };
