@@ -126,9 +126,10 @@ impl Pipeline {
         }
         let mut tx = self.db.begin_write().await.ok()?;
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let outside = self.routes.acts_outside();
         // On PostgreSQL a write runs at once and a key conflict aborts the transaction:
         // there the ids are looked up as they are recorded.
-        let new = if self.routes.acts_outside() || self.db.backend() == Backend::Postgres {
+        let new = if outside || self.db.backend() == Backend::Postgres {
             dedupe::claim(&mut tx, &self.group, &ids).await.ok()?
         } else {
             // A copy inside the batch is dropped here. One applied before fails the
@@ -141,7 +142,6 @@ impl Pipeline {
             dedupe::record_unseen(&mut tx, &self.group, &unseen).await.ok()?;
             new
         };
-        let outside = self.routes.acts_outside();
         let mut outcomes = Vec::with_capacity(batch.len());
         for (index, (message, route)) in batch.iter().zip(routes).enumerate() {
             let started = Instant::now();
