@@ -18,6 +18,10 @@
 //! `consumer_retries_total`, `consumer_dead_lettered_total`, `consumer_batch_size`
 //! (messages applied in one transaction) and `consumer_batch_fallbacks_total` (batches
 //! rolled back and applied one by one because a message failed).
+//!
+//! Kafka clients: `kafka_client_requests_total` (per client id and request kind, from
+//! librdkafka's statistics every second), for the producers of the relay and of retries
+//! and dead letters and for the consumer.
 
 use std::sync::OnceLock;
 
@@ -122,6 +126,14 @@ pub fn retried(topic: &str) {
 /// A message of `topic` was sent to its dead-letter topic.
 pub fn dead_lettered(topic: &str) {
     counter!("consumer_dead_lettered_total", "topic" => topic.to_owned()).increment(1);
+}
+
+/// Kafka client `client` has sent `n` requests of kind `request` (librdkafka's name:
+/// `Produce`, `Fetch`, ...) since it started.
+pub fn kafka_requests(client: &str, request: &str, n: i64) {
+    let n = u64::try_from(n).unwrap_or(0);
+    counter!("kafka_client_requests_total", "client" => client.to_owned(), "request" => request.to_owned())
+        .absolute(n);
 }
 
 /// The consumer is `lag` messages behind on a partition.

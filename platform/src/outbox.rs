@@ -25,7 +25,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use shared_events::{Event, headers};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ use crate::cleanup::{self, Retention};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::KafkaConfig;
 use crate::db::{Backend, Db, Tx};
-use crate::kafka::producer;
+use crate::kafka::{Producer, producer};
 use crate::metrics;
 
 impl Tx {
@@ -202,7 +202,7 @@ pub enum RelayError {
 #[derive(Clone)]
 pub struct Relay {
     db: Db,
-    producer: FutureProducer,
+    producer: Producer,
     source: &'static str,
     config: RelayConfig,
     topic_prefix: String,

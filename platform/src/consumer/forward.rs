@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use shared_events::headers::dead_letter;
 use shared_events::topics;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ use super::handler::HandlerError;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::RetryPolicy;
 use crate::db::Db;
+use crate::kafka::Producer;
 
 /// Where a failed message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub(crate) struct Forwarder {
     /// Attempts and backoff.
     pub retry: RetryPolicy,
     /// Produces the forwards.
-    pub producer: FutureProducer,
+    pub producer: Producer,
     /// Where the forward markers are recorded.
     pub db: Db,
 }

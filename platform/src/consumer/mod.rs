@@ -40,7 +40,6 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use shared_events::topics;
 use tokio::sync::mpsc;
@@ -55,8 +54,9 @@ pub use self::pipeline::{BatchOutcome, Outcome};
 use crate::background::panic_message;
 use crate::config::{KafkaConfig, RetryPolicy};
 use crate::db::Db;
-use crate::kafka::producer;
-use crate::kafka::{KafkaSetupError, client_config, ensure_topics};
+use crate::kafka::{
+    ClientStatistics, KafkaSetupError, STATISTICS_INTERVAL_MS, client_config, ensure_topics, producer,
+};
 use crate::metrics;
 
 /// The most messages of one partition applied in one transaction.
@@ -65,8 +65,8 @@ const MAX_BATCH: usize = 128;
 /// How often the stored offsets are committed: what a crash redelivers at most.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What the consumer does on librdkafka's callbacks: reports per-partition lag as a
-/// metric, and logs commits that failed. It does not commit before a revoke: a commit
+/// What the consumer does on librdkafka's callbacks: reports its requests and each
+/// partition's lag as metrics, and logs commits that failed. It does not commit before a revoke: a commit
 /// made in the rebalance callback while the consumer closes trips librdkafka's assertion
 /// `!rd_kafka_assignment_in_progress` in `rd_kafka_cgrp_terminated` (an abort, seen once
 /// in CI), so a new owner may apply again the last second's messages, which the event
@@ -74,13 +74,11 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 struct GroupEvents;
 
 impl ClientContext for GroupEvents {
-    fn stats(&self, statistics: Statistics) {
-        for (topic, stats) in &statistics.topics {
-            for (partition, stats) in &stats.partitions {
-                if *partition >= 0 && stats.consumer_lag >= 0 {
-                    metrics::consumer_lag(topic, *partition, stats.consumer_lag);
-                }
-            }
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Some(statistics) = ClientStatistics::parse(statistics) else { return };
+        statistics.record_requests();
+        for (topic, partition, lag) in statistics.lags() {
+            metrics::consumer_lag(topic, partition, lag);
         }
     }
 }
@@ -157,7 +155,7 @@ impl EventConsumer {
             // that is rarer, and the service then stops and is restarted.
             .set("enable.auto.offset.store", "false")
             .set("enable.auto.commit", "false")
-            .set("statistics.interval.ms", "5000")
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
             // An instance that crashed holds its partitions until its session times out
             // (45 s by default): the chaos run saw sagas stall that long after a SIGKILL.
             // 10 s (with a heartbeat every 3 s) bounds the stall and still rides out a

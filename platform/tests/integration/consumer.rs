@@ -10,10 +10,10 @@ use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use shared_events::{OrderCreated, OrderItem};
-use testkit::kafka_config;
+use testkit::{kafka_config, unique_name};
 use uuid::Uuid;
 
-use crate::support::{consume, database, effects, eventually, record_effect, topic};
+use crate::support::{consume, consume_in, database, effects, eventually, record_effect, topic};
 
 /// Every header of a message, as text.
 pub fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
@@ -201,11 +201,24 @@ async fn a_flaky_handler_succeeds_on_its_third_attempt() {
     platform::metrics::install();
     let (_database, db) = database().await;
     let topic = topic("it.consumer.flaky").await;
-    let (stop, running) =
-        consume(&db, Subscriptions::new().on_topic::<OrderCreated>(&topic, Flaky { succeeds_on: 3 })).await;
+    let group = unique_name("group");
+    let subscriptions = Subscriptions::new().on_topic::<OrderCreated>(&topic, Flaky { succeeds_on: 3 });
+    let (stop, running) = consume_in(&db, &kafka_config(), &group, subscriptions).await;
     produce(&topic, "k", &order_json(8), Uuid::new_v4()).await;
     eventually(Duration::from_secs(30), "applied on attempt 3", || async { effects(&db).await == ["8@3"] })
         .await;
+    // The clients' requests, from librdkafka's statistics of the next second: the
+    // consumer's fetches, and the two sends to the retry topics.
+    let requests = |client: String, kind: &'static str| {
+        let wanted = format!("kafka_client_requests_total{{client=\"{client}\",request=\"{kind}\"}} ");
+        let metrics = platform::metrics::render("");
+        metrics.lines().find_map(|l| l.strip_prefix(wanted.as_str())?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    eventually(Duration::from_secs(5), "the consumer's requests counted", || async {
+        requests(format!("{group}-consumer"), "Fetch") >= 1
+            && requests(format!("{group}-forwarder"), "Produce") >= 2
+    })
+    .await;
     stop.cancel();
     running.await.expect("consumer").expect("no worker died");
     assert!(dead_letters(&topic).await.is_empty());

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use serde_json::{Value, json};
 
 use testkit::TestService;
@@ -50,7 +50,7 @@ fn reversed_of(summary: &Value) -> Vec<&str> {
 
 /// A value that is no JSON, keyed like an order, on the saga's `order.created`.
 async fn produce_poison(prefix: &str, key: &str) {
-    let producer: FutureProducer =
+    let producer: platform::kafka::Producer =
         platform::kafka::producer(&testkit::kafka_config(), "board-test").expect("a producer");
     let topic = format!("{prefix}order.created");
     let record = FutureRecord::to(&topic).key(key).payload("this is not json");

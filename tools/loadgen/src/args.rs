@@ -70,7 +70,9 @@ usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--u
   --json            end with one JSON object on a line of its own
 
 CPU time per saga is read from each service's process_cpu_seconds_total (gateway on the
-first base URL's port, the services on the ports after it) before and after the run.
+first base URL's port, the services on the ports after it) before and after the run, and
+the Kafka requests per saga from their kafka_client_requests_total, a second later (the
+clients report them every second).
 The longest stall is the longest time in which no saga ended.";
 
 impl Args {

@@ -5,7 +5,7 @@
 
 mod api;
 mod args;
-mod cpu;
+mod cost;
 mod mix;
 mod observer;
 mod report;
@@ -290,8 +290,10 @@ async fn run(args: Args) -> Result<Outcome, String> {
         post: std::sync::Mutex::new(report::histogram()),
         placed: placed_tx,
     });
-    let cpu = cpu::Probe::new(&args.base_urls[0], args.broker_pid.or_else(local_broker_pid));
-    let cpu_before = cpu.read().await;
+    let cost = cost::Probe::new(&args.base_urls[0], args.broker_pid.or_else(local_broker_pid));
+    // The set-up's last events settle, and the services' request counts catch up.
+    tokio::time::sleep(cost::REQUESTS_LAG).await;
+    let cost_before = cost.read().await;
     eprintln!("loadgen: {:?} for {:?}", args.pace, args.duration);
     let first = Instant::now();
     let driving = tokio::spawn(drive(Arc::clone(&placer), args.pace, args.duration, args.settle));
@@ -329,8 +331,10 @@ async fn run(args: Args) -> Result<Outcome, String> {
     }
     let post = placer.post.lock().map(|h| h.clone()).unwrap_or_else(|_| report::histogram());
     let rejected = placer.rejected.load(Ordering::Relaxed);
-    let cpu_after = cpu.read().await;
-    outcome(tracker, &api, post, rejected, first, (cpu_before, cpu_after)).await
+    let cost_after = cost.read().await;
+    tokio::time::sleep(cost::REQUESTS_LAG).await;
+    let cost_later = cost.read().await;
+    outcome(tracker, &api, post, rejected, first, [cost_before, cost_after, cost_later]).await
 }
 
 /// Tallies the flights; an order whose end was not seen on Kafka is asked for by HTTP
@@ -341,7 +345,7 @@ async fn outcome(
     post: Histogram<u64>,
     rejected: u64,
     first: Instant,
-    (cpu_before, cpu_after): (cpu::Reading, cpu::Reading),
+    [cost_before, cost_after, cost_later]: [cost::Reading; 3],
 ) -> Result<Outcome, String> {
     let mut hops: BTreeMap<&'static str, Histogram<u64>> = BTreeMap::new();
     let (mut confirmed, mut lost) = (0, 0);
@@ -374,7 +378,7 @@ async fn outcome(
     let longest_stall = report::longest_gap(first, &tracker.ends);
     let ended = tracker.end_to_end.len();
     let completed_per_s = if span.is_zero() { 0.0 } else { ended as f64 / span.as_secs_f64() };
-    let cpu = cpu::per_saga(&cpu_before, &cpu_after, ended as usize);
+    let cost = cost::per_saga(&cost_before, &cost_after, &cost_later, ended as usize);
     Ok(Outcome {
         orders: tracker.flights.len() as u64,
         rejected,
@@ -386,7 +390,7 @@ async fn outcome(
         end_to_end: tracker.end_to_end,
         post,
         hops,
-        cpu,
+        cost,
     })
 }
 

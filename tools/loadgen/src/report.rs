@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use crate::cpu::PerSaga;
+use crate::cost::PerSaga;
 
 /// Latencies in microseconds, 1 µs to 10 min, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -61,9 +61,10 @@ pub struct Outcome {
     pub post: Histogram<u64>,
     /// From one event's time to the next event's, per hop.
     pub hops: BTreeMap<&'static str, Histogram<u64>>,
-    /// Milliseconds of CPU per ended saga, per process and in `total`, and the processes
-    /// left out because they were restarted during the run.
-    pub cpu: PerSaga,
+    /// Milliseconds of CPU per ended saga, per process and in `total`, the services' Kafka
+    /// requests per ended saga, and the processes left out because they were restarted
+    /// during the run.
+    pub cost: PerSaga,
 }
 
 impl Outcome {
@@ -89,9 +90,13 @@ impl Outcome {
         ];
         out.extend(self.hops.iter().map(|(name, h)| line(name, h)));
         out.push("CPU per saga, ms:".to_owned());
-        out.extend(self.cpu.ms.iter().map(|(name, ms)| format!("  {name:<44} {ms:>8.3}")));
-        if !self.cpu.restarted.is_empty() {
-            out.push(format!("  (left out, restarted during the run: {})", self.cpu.restarted.join(", ")));
+        out.extend(self.cost.ms.iter().map(|(name, ms)| format!("  {name:<44} {ms:>8.3}")));
+        if !self.cost.requests.is_empty() {
+            out.push("Kafka requests per saga (the services' clients, by kind):".to_owned());
+            out.extend(self.cost.requests.iter().map(|(kind, n)| format!("  {kind:<44} {n:>8.3}")));
+        }
+        if !self.cost.restarted.is_empty() {
+            out.push(format!("  (left out, restarted during the run: {})", self.cost.restarted.join(", ")));
         }
         out.join("\n")
     }
@@ -123,8 +128,9 @@ impl Outcome {
             "lost": self.lost,
             "post_p50_ms": post_p50, "post_p90_ms": post_p90, "post_p99_ms": post_p99, "post_max_ms": post_max,
             "hops": hops,
-            "cpu_ms_per_saga": self.cpu.ms,
-            "cpu_restarted": self.cpu.restarted,
+            "cpu_ms_per_saga": self.cost.ms,
+            "kafka_requests_per_saga": self.cost.requests,
+            "cpu_restarted": self.cost.restarted,
         })
     }
 }
