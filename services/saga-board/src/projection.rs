@@ -19,14 +19,21 @@ use crate::domain::Step;
 use crate::record::{DeadLetterRecord, EventRecord, parse_position_id};
 use crate::store;
 
-/// The orders whose messages a transaction kept: their views are recomputed once, just
-/// before it commits, from one read, however many of their messages a batch brought.
+/// What a transaction keeps, written just before it commits: its messages of the saga
+/// topics in one statement, then the views of their orders (and of those of its dead
+/// letters), recomputed from one read however many of an order's messages it brought.
 #[derive(Default)]
-struct Refresh(BTreeSet<uuid::Uuid>);
+struct Keep {
+    events: Vec<EventRecord>,
+    orders: BTreeSet<uuid::Uuid>,
+}
 
-impl Deferred for Refresh {
+impl Deferred for Keep {
     fn run(self, tx: &mut Tx) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        Box::pin(async move { store::refresh_orders(tx, &self.0).await })
+        Box::pin(async move {
+            store::insert_events(tx, &self.events).await?;
+            store::refresh_orders(tx, &self.orders).await
+        })
     }
 }
 
@@ -48,14 +55,14 @@ impl RawHandler for Events {
         if Step::of_topic(topic).is_none() && replayed.is_none() {
             return Ok(());
         }
-        store::insert_event(tx, &event).await?;
         if let Some(order_id) = event.order_id {
-            tx.deferred::<Refresh>().0.insert(order_id);
+            tx.deferred::<Keep>().orders.insert(order_id);
             self.changes.record(tx, Change::Order(order_id));
         }
         if let Some(dead_letter) = replayed {
             self.changes.record(tx, Change::DeadLetter(dead_letter));
         }
+        tx.deferred::<Keep>().events.push(event);
         Ok(())
     }
 }
@@ -77,7 +84,7 @@ impl RawHandler for DeadLetters {
             letter.message.replayed_from.map(|from| self.kafka.contract_name(&from).to_owned());
         store::insert_dead_letter(tx, &letter).await?;
         if let Some(order_id) = letter.message.order_id {
-            tx.deferred::<Refresh>().0.insert(order_id);
+            tx.deferred::<Keep>().orders.insert(order_id);
             self.changes.record(tx, Change::Order(order_id));
         }
         self.changes.record(tx, Change::DeadLetter(letter.position));
@@ -87,7 +94,7 @@ impl RawHandler for DeadLetters {
 
 /// Every topic of the system and every dead-letter topic.
 pub fn subscriptions(kafka: &KafkaConfig, changes: &Changes) -> Subscriptions {
-    // Its transactions lock their orders sorted, at commit (`Refresh`): no deadlock.
+    // Its transactions lock their orders sorted, at commit (`Keep`): no deadlock.
     let mut subscriptions = Subscriptions::new().batched_on_postgres();
     for topic in topics::ALL {
         subscriptions = subscriptions

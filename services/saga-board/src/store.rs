@@ -26,29 +26,40 @@ pub async fn consumer_group(db: &Db, base: &str) -> Result<String, sqlx::Error> 
     Ok(group)
 }
 
-/// Keeps a message of a saga topic. A message seen before (same position) is ignored.
-pub async fn insert_event(tx: &mut Tx, event: &EventRecord) -> Result<(), sqlx::Error> {
-    tx.write(
-        "INSERT INTO board_events (topic, kafka_partition, kafka_offset, order_id, event_id, event_type, \
-         source, time_ms, trace_id, user_id, reason, message_key, payload, headers, replayed_from) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
-    )
-    .bind(event.position.topic.clone())
-    .bind(i64::from(event.position.partition))
-    .bind(event.position.offset)
-    .bind(event.order_id.map(|id| id.to_string()))
-    .bind(event.event_id.clone())
-    .bind(event.event_type.clone())
-    .bind(event.source.clone())
-    .bind(event.time_ms)
-    .bind(event.trace_id.clone())
-    .bind(event.user_id.clone())
-    .bind(event.reason.clone())
-    .bind(event.key.clone())
-    .bind(event.payload.clone())
-    .bind(headers_json(&event.headers))
-    .bind(event.replayed_from.clone())
-    .await?;
+/// Rows per `INSERT`: 15 parameters each, well under SQLite's limit of 32,766 per statement.
+const EVENTS_PER_INSERT: usize = 500;
+
+/// Keeps messages of the saga topics, in as few statements as the limit allows. A message
+/// seen before (same position) is ignored.
+pub async fn insert_events(tx: &mut Tx, events: &[EventRecord]) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO board_events (topic, kafka_partition, kafka_offset, order_id, event_id, event_type, \
+             source, time_ms, trace_id, user_id, reason, message_key, payload, headers, replayed_from) \
+             VALUES {} ON CONFLICT DO NOTHING",
+            platform::db::values(chunk.len(), 15, 1)
+        );
+        let mut insert = tx.write(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            insert = insert
+                .bind(event.position.topic.as_str())
+                .bind(i64::from(event.position.partition))
+                .bind(event.position.offset)
+                .bind(event.order_id.map(|id| id.to_string()))
+                .bind(event.event_id.as_deref())
+                .bind(event.event_type.as_deref())
+                .bind(event.source.as_deref())
+                .bind(event.time_ms)
+                .bind(event.trace_id.as_deref())
+                .bind(event.user_id.as_deref())
+                .bind(event.reason.as_deref())
+                .bind(event.key.as_deref())
+                .bind(event.payload.as_deref())
+                .bind(headers_json(&event.headers))
+                .bind(event.replayed_from.as_deref());
+        }
+        insert.await?;
+    }
     Ok(())
 }
 
@@ -115,20 +126,32 @@ pub async fn refresh_orders(tx: &mut Tx, order_ids: &BTreeSet<Uuid>) -> Result<(
     let rows = tx.read(sqlx::AssertSqlSafe(sql)).bind_all(&ids).fetch_all().await?;
     // Rows come grouped by order, each group in the order the view is computed in.
     let order_of = |row: &AnyRow| row.try_get::<Option<String>, _>(3).ok().flatten();
+    let mut views = Vec::with_capacity(order_ids.len());
     for group in rows.chunk_by(|a, b| order_of(a) == order_of(b)) {
-        if let Some(order) = order_of(&group[0]) {
-            write_view(tx, order, group).await?;
+        if let Some(order) = order_of(&group[0])
+            && let Some(view) = view_of(order, group)?
+        {
+            views.push(view);
         }
     }
-    Ok(())
+    write_views(tx, &views).await
 }
 
-/// Computes one order's view from `rows` (its messages by [`PROJECTION_SQL`]) and stores it.
-async fn write_view(tx: &mut Tx, id: String, rows: &[AnyRow]) -> Result<(), sqlx::Error> {
+/// An order's view, as its row in `board_orders` keeps it.
+struct OrderView {
+    order_id: String,
+    view: View,
+    trace_id: Option<String>,
+    dead_letters: i64,
+}
+
+/// Computes one order's view from `rows` (its messages by [`PROJECTION_SQL`]); `None`
+/// while it has no valid event.
+fn view_of(order_id: String, rows: &[AnyRow]) -> Result<Option<OrderView>, sqlx::Error> {
     let events = rows.iter().map(event_at).collect::<Result<Vec<_>, _>>()?;
     let seen: Vec<_> = events.iter().filter_map(EventRecord::seen).collect();
     if seen.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let view = domain::project(&seen);
     let dead_letters: i64 = rows[0].try_get(EVENT_COLUMN_COUNT)?;
@@ -138,31 +161,46 @@ async fn write_view(tx: &mut Tx, id: String, rows: &[AnyRow]) -> Result<(), sqlx
         .find(|e| e.position.topic == Step::Created.topic() && e.trace_id.is_some())
         .or_else(|| events.iter().find(|e| e.trace_id.is_some()))
         .and_then(|e| e.trace_id.clone());
-    tx.write(
-        "INSERT INTO board_orders (order_id, user_id, status, reason, path, created_ms, updated_ms, settled_ms, \
-         saga_ms, terminal, waiting_for, steps, trace_id, dead_letters) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-         ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
-         reason = excluded.reason, path = excluded.path, created_ms = excluded.created_ms, \
-         updated_ms = excluded.updated_ms, settled_ms = excluded.settled_ms, saga_ms = excluded.saga_ms, \
-         terminal = excluded.terminal, waiting_for = excluded.waiting_for, steps = excluded.steps, \
-         trace_id = excluded.trace_id, dead_letters = excluded.dead_letters",
-    )
-    .bind(id)
-    .bind(view.user_id.clone())
-    .bind(view.status.as_str())
-    .bind(view.reason.clone())
-    .bind(view.path.as_str())
-    .bind(view.created_ms)
-    .bind(view.updated_ms)
-    .bind(view.settled_ms)
-    .bind(view.saga_ms)
-    .bind(i64::from(view.is_terminal()))
-    .bind(view.waiting_for.iter().map(|s| s.topic()).collect::<Vec<_>>().join(" "))
-    .bind(steps_json(&view))
-    .bind(trace_id)
-    .bind(dead_letters)
-    .await?;
+    Ok(Some(OrderView { order_id, view, trace_id, dead_letters }))
+}
+
+/// Rows per upsert: 14 parameters each, well under SQLite's limit of 32,766 per statement.
+const VIEWS_PER_UPSERT: usize = 500;
+
+/// Stores the views, in as few statements as the limit allows. Each order is in `views`
+/// at most once (an upsert may not touch one row twice).
+async fn write_views(tx: &mut Tx, views: &[OrderView]) -> Result<(), sqlx::Error> {
+    for chunk in views.chunks(VIEWS_PER_UPSERT) {
+        let sql = format!(
+            "INSERT INTO board_orders (order_id, user_id, status, reason, path, created_ms, updated_ms, \
+             settled_ms, saga_ms, terminal, waiting_for, steps, trace_id, dead_letters) VALUES {} \
+             ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
+             reason = excluded.reason, path = excluded.path, created_ms = excluded.created_ms, \
+             updated_ms = excluded.updated_ms, settled_ms = excluded.settled_ms, saga_ms = excluded.saga_ms, \
+             terminal = excluded.terminal, waiting_for = excluded.waiting_for, steps = excluded.steps, \
+             trace_id = excluded.trace_id, dead_letters = excluded.dead_letters",
+            platform::db::values(chunk.len(), 14, 1)
+        );
+        let mut upsert = tx.write(sqlx::AssertSqlSafe(sql));
+        for OrderView { order_id, view, trace_id, dead_letters } in chunk {
+            upsert = upsert
+                .bind(order_id.as_str())
+                .bind(view.user_id.as_deref())
+                .bind(view.status.as_str())
+                .bind(view.reason.as_deref())
+                .bind(view.path.as_str())
+                .bind(view.created_ms)
+                .bind(view.updated_ms)
+                .bind(view.settled_ms)
+                .bind(view.saga_ms)
+                .bind(i64::from(view.is_terminal()))
+                .bind(view.waiting_for.iter().map(|s| s.topic()).collect::<Vec<_>>().join(" "))
+                .bind(steps_json(view))
+                .bind(trace_id.as_deref())
+                .bind(*dead_letters);
+        }
+        upsert.await?;
+    }
     Ok(())
 }
 

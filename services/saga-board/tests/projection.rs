@@ -37,14 +37,16 @@ async fn two_events_of_one_order_applied_at_once_both_reach_its_view() {
 
     // The first event's transaction recomputes the view and stays open...
     let mut first = db.begin_write().await.expect("begin");
-    store::insert_event(&mut first, &event(order, "order.created", 1_000)).await.expect("insert");
+    store::insert_events(&mut first, &[event(order, "order.created", 1_000)]).await.expect("insert");
     store::refresh_orders(&mut first, &BTreeSet::from([order])).await.expect("refresh");
     // ...while the second is applied beside it (on SQLite it waits for the first to end).
     let second = {
         let db = db.clone();
         tokio::spawn(async move {
             let mut tx = db.begin_write().await.expect("begin");
-            store::insert_event(&mut tx, &event(order, "inventory.reserved", 1_010)).await.expect("insert");
+            store::insert_events(&mut tx, &[event(order, "inventory.reserved", 1_010)])
+                .await
+                .expect("insert");
             store::refresh_orders(&mut tx, &BTreeSet::from([order])).await.expect("refresh");
             tx.commit().await.expect("commit");
         })
@@ -61,4 +63,39 @@ async fn two_events_of_one_order_applied_at_once_both_reach_its_view() {
     assert_eq!(topics, ["order.created", "inventory.reserved"], "neither event lost from the view");
     assert_eq!(view.status, Status::Pending);
     assert_eq!(view.waiting_for, ["payment.completed", "payment.failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transactions_events_of_several_orders_reach_each_orders_view_and_a_repeat_is_ignored() {
+    let database = TestDatabase::create().await;
+    let db = Db::connect(&database.url, &[&saga_board::MIGRATIONS]).await.expect("database");
+    let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+
+    let mut tx = db.begin_write().await.expect("begin");
+    let created = event(one, "order.created", 1_000);
+    let events =
+        [created.clone(), event(two, "order.created", 1_001), event(one, "inventory.reserved", 1_002)];
+    store::insert_events(&mut tx, &events).await.expect("insert");
+    store::refresh_orders(&mut tx, &BTreeSet::from([one, two])).await.expect("refresh");
+    tx.commit().await.expect("commit");
+
+    // The same message again (same position, as a redelivery brings it), with another
+    // order's new one in the same statement.
+    let mut tx = db.begin_write().await.expect("begin");
+    store::insert_events(&mut tx, &[created, event(two, "inventory.rejected", 1_003)]).await.expect("insert");
+    store::refresh_orders(&mut tx, &BTreeSet::from([one, two])).await.expect("refresh");
+    tx.commit().await.expect("commit");
+
+    let mut conn = db.pool().acquire().await.expect("connection");
+    let topics = |view: &store::OrderRow| -> Vec<String> {
+        let steps = view.steps.as_array().expect("steps");
+        steps.iter().map(|s| s["topic"].as_str().expect("topic").to_owned()).collect()
+    };
+    let first = store::order(&mut conn, one).await.expect("read").expect("the first order's view");
+    assert_eq!(topics(&first), ["order.created", "inventory.reserved"]);
+    assert_eq!(first.waiting_for, ["payment.completed", "payment.failed"]);
+    let second = store::order(&mut conn, two).await.expect("read").expect("the second order's view");
+    assert_eq!(topics(&second), ["order.created", "inventory.rejected"]);
+    assert_eq!(second.waiting_for, ["order.cancelled"]);
+    assert_eq!(store::events_of(&mut conn, &one.to_string()).await.expect("events").len(), 2, "kept once");
 }
