@@ -18,6 +18,7 @@ use sqlx::{
     Any, AnyConnection, AnyPool, Arguments, Connection, Encode, Executor, SqlSafeStr, Transaction, Type,
 };
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+use uuid::Uuid;
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,9 @@ pub struct Db {
     url: Arc<str>,
     /// Signalled when a transaction that wrote outbox rows commits: the relay's doorbell.
     outbox_written: Arc<Notify>,
+    /// On PostgreSQL, this instance's name in the outbox's notifications (its connections'
+    /// `outbox.writer` setting): its relay skips them, as the doorbell rang already.
+    writer_id: Arc<str>,
 }
 
 /// Where write transactions run.
@@ -117,6 +121,7 @@ impl Db {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let connect_error = |source| DbError::Connect { url: mask_password(url), source };
+        let writer_id: Arc<str> = Uuid::new_v4().to_string().into();
         let (pool, writer) = match backend {
             Backend::Sqlite => {
                 create_sqlite_parent(url).map_err(|e| connect_error(sqlx::Error::Io(e)))?;
@@ -137,11 +142,27 @@ impl Db {
                 (readers, Writer::Sqlite(Arc::new(Mutex::new(writer))))
             }
             Backend::Postgres => {
-                let pool = pool_options().max_connections(16).connect(url).await.map_err(connect_error)?;
+                let writer_id = writer_id.clone();
+                let pool = pool_options()
+                    .max_connections(16)
+                    .after_connect(move |conn, _| {
+                        let writer_id = writer_id.clone();
+                        Box::pin(async move {
+                            sqlx::query("SELECT set_config('outbox.writer', $1, false)")
+                                .bind(&*writer_id)
+                                .execute(conn)
+                                .await
+                                .map(|_| ())
+                        })
+                    })
+                    .connect(url)
+                    .await
+                    .map_err(connect_error)?;
                 (pool.clone(), Writer::Postgres(pool))
             }
         };
-        let db = Self { pool, writer, backend, url: url.into(), outbox_written: Arc::new(Notify::new()) };
+        let outbox_written = Arc::new(Notify::new());
+        let db = Self { pool, writer, backend, url: url.into(), outbox_written, writer_id };
         for set in std::iter::once(&&PLATFORM_MIGRATIONS).chain(migrations) {
             let mut migrator = match backend {
                 Backend::Sqlite => (set.sqlite)(),
@@ -162,6 +183,11 @@ impl Db {
     /// The URL it was opened with.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// This instance's name in the outbox's notifications on PostgreSQL.
+    pub(crate) fn writer_id(&self) -> &str {
+        &self.writer_id
     }
 
     /// The engine behind the pool.

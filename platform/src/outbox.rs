@@ -385,7 +385,7 @@ impl Relay {
             shutdown.clone(),
         ));
         let written = self.db.outbox_written();
-        let mut listener = self.listen().await;
+        let mut listener = listen(&self.db).await;
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let outcome = tokio::select! {
@@ -412,7 +412,7 @@ impl Relay {
             }
             tokio::select! {
                 () = written.notified() => {}
-                () = notified_by_postgres(&mut listener) => {}
+                () = notified_by_others(&mut listener, self.db.writer_id()) => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
                 () = shutdown.cancelled() => break,
             }
@@ -420,25 +420,24 @@ impl Relay {
         let _ = cleaning.await;
         tracing::info!(source = self.source, "outbox relay stopped");
     }
+}
 
-    /// On PostgreSQL, a listener on the `outbox` channel: commits of other processes on
-    /// the same database wake this relay too.
-    async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
-        if self.db.backend() != Backend::Postgres {
-            return None;
-        }
-        let url = self.db.url();
-        let listener = async {
-            let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-            listener.listen("outbox").await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        match listener.await {
-            Ok(listener) => Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, "LISTEN outbox failed: the relay falls back to polling");
-                None
-            }
+/// On PostgreSQL, a listener on the `outbox` channel: commits of other processes on the
+/// same database wake the relay too.
+async fn listen(db: &Db) -> Option<sqlx::postgres::PgListener> {
+    if db.backend() != Backend::Postgres {
+        return None;
+    }
+    let listener = async {
+        let mut listener = sqlx::postgres::PgListener::connect(db.url()).await?;
+        listener.listen("outbox").await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match listener.await {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%error, "LISTEN outbox failed: the relay falls back to polling");
+            None
         }
     }
 }
@@ -457,16 +456,25 @@ async fn clean_up_every(db: Db, retention: Retention, interval: Duration, shutdo
     }
 }
 
-/// Completes on a notification on the listener, or never without one.
-async fn notified_by_postgres(listener: &mut Option<sqlx::postgres::PgListener>) {
-    match listener {
-        Some(listening) => {
-            if let Err(error) = listening.recv().await {
+/// Completes on a notification on the listener from another writer than `own`, having
+/// taken in those already buffered (the cycle that follows publishes for them all), or
+/// never without a listener. This instance's own commits ring the in-process doorbell, so
+/// their notifications would only run the relay again for nothing.
+async fn notified_by_others(listener: &mut Option<sqlx::postgres::PgListener>, own: &str) {
+    let Some(listening) = listener else { return std::future::pending().await };
+    loop {
+        match listening.recv().await {
+            Ok(notification) if notification.payload() == own => {}
+            Ok(_) => {
+                while listening.next_buffered().is_some() {}
+                return;
+            }
+            Err(error) => {
                 tracing::warn!(%error, "LISTEN outbox lost: the relay falls back to polling");
                 *listener = None;
+                return;
             }
         }
-        None => std::future::pending().await,
     }
 }
 
@@ -490,4 +498,51 @@ fn send_span(row: &Pending) -> Span {
     );
     let _ = span.set_parent(parent);
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Commits a transaction that writes an event, through `db`.
+    async fn commit_an_event(db: &Db) {
+        let mut tx = db.begin_write().await.expect("begin");
+        let event = Republish {
+            topic: "it.outbox.listen".to_owned(),
+            event_id: Uuid::now_v7().to_string(),
+            event_type: "test.v1".to_owned(),
+            key: "k".to_owned(),
+            payload: "{}".to_owned(),
+        };
+        tx.publish_again(event).await.expect("publish");
+        tx.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn a_relay_is_woken_by_other_writers_commits_and_not_by_its_own() {
+        // Always PostgreSQL: only there do commits notify.
+        let database = testkit::TestDatabase::create_on(testkit::TestBackend::Postgres).await;
+        let own = Db::connect(&database.url, &[]).await.expect("this instance");
+        let other = Db::connect(&database.url, &[]).await.expect("another instance");
+        let mut listener = listen(&own).await;
+        let mut watching = listen(&own).await.expect("a second listener");
+
+        // Every commit notifies, naming its writer...
+        commit_an_event(&own).await;
+        let heard = tokio::time::timeout(Duration::from_secs(5), watching.recv()).await;
+        let notification = heard.expect("within 5 s").expect("a notification");
+        assert_eq!(notification.payload(), own.writer_id());
+        assert_ne!(own.writer_id(), other.writer_id());
+
+        // ...and the relay's listener passes over its own writer's, for the other's.
+        commit_an_event(&other).await;
+        let woken = notified_by_others(&mut listener, own.writer_id());
+        tokio::time::timeout(Duration::from_secs(5), woken).await.expect("woken by the other's commit");
+        commit_an_event(&own).await;
+        let again = notified_by_others(&mut listener, own.writer_id());
+        assert!(tokio::time::timeout(Duration::from_millis(500), again).await.is_err(), "woken again");
+        assert!(listener.is_some(), "still listening");
+    }
 }
