@@ -66,11 +66,11 @@ const MAX_BATCH: usize = 128;
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the consumer does on librdkafka's callbacks: reports its requests and each
-/// partition's lag as metrics, and logs commits that failed. It does not commit before a revoke: a commit
-/// made in the rebalance callback while the consumer closes trips librdkafka's assertion
-/// `!rd_kafka_assignment_in_progress` in `rd_kafka_cgrp_terminated` (an abort, seen once
-/// in CI), so a new owner may apply again the last second's messages, which the event
-/// ids absorb.
+/// partition's lag as metrics, and logs commits that failed. It does not commit before a
+/// revoke: a commit made in the rebalance callback while the consumer closes trips
+/// librdkafka's assertion `!rd_kafka_assignment_in_progress` in `rd_kafka_cgrp_terminated`
+/// (an abort, seen once in CI), so a new owner may apply again the last second's
+/// messages, which the event ids absorb.
 struct GroupEvents;
 
 impl ClientContext for GroupEvents {
