@@ -128,12 +128,11 @@ pub fn dead_lettered(topic: &str) {
     counter!("consumer_dead_lettered_total", "topic" => topic.to_owned()).increment(1);
 }
 
-/// Kafka client `client` has sent `n` requests of kind `request` (librdkafka's name:
-/// `Produce`, `Fetch`, ...) since it started.
-pub fn kafka_requests(client: &str, request: &str, n: i64) {
-    let n = u64::try_from(n).unwrap_or(0);
+/// Kafka client `client` has sent `n` more requests of kind `request` (librdkafka's
+/// name: `Produce`, `Fetch`, ...).
+pub fn kafka_requests(client: &str, request: &str, n: u64) {
     counter!("kafka_client_requests_total", "client" => client.to_owned(), "request" => request.to_owned())
-        .absolute(n);
+        .increment(n);
 }
 
 /// The consumer is `lag` messages behind on a partition.

@@ -37,7 +37,7 @@ use crate::cleanup::{self, Retention};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::KafkaConfig;
 use crate::db::{Backend, Db, Tx};
-use crate::kafka::{Producer, producer};
+use crate::kafka::{CountedProducer, producer};
 use crate::metrics;
 
 impl Tx {
@@ -202,7 +202,7 @@ pub enum RelayError {
 #[derive(Clone)]
 pub struct Relay {
     db: Db,
-    producer: Producer,
+    producer: CountedProducer,
     source: &'static str,
     config: RelayConfig,
     topic_prefix: String,
@@ -456,19 +456,15 @@ async fn clean_up_every(db: Db, retention: Retention, interval: Duration, shutdo
     }
 }
 
-/// Completes on a notification on the listener from another writer than `own`, having
-/// taken in those already buffered (the cycle that follows publishes for them all), or
-/// never without a listener. This instance's own commits ring the in-process doorbell, so
-/// their notifications would only run the relay again for nothing.
+/// Completes on a notification on the listener from another writer than `own`, or never
+/// without a listener. This instance's own commits ring the in-process doorbell, so their
+/// notifications would only run the relay again for nothing.
 async fn notified_by_others(listener: &mut Option<sqlx::postgres::PgListener>, own: &str) {
     let Some(listening) = listener else { return std::future::pending().await };
     loop {
         match listening.recv().await {
             Ok(notification) if notification.payload() == own => {}
-            Ok(_) => {
-                while listening.next_buffered().is_some() {}
-                return;
-            }
+            Ok(_) => return,
             Err(error) => {
                 tracing::warn!(%error, "LISTEN outbox lost: the relay falls back to polling");
                 *listener = None;
@@ -520,6 +516,12 @@ mod tests {
         tx.commit().await.expect("commit");
     }
 
+    /// The writer named by the next notification `listener` hears, within 5 s.
+    async fn next_writer(listener: &mut sqlx::postgres::PgListener) -> String {
+        let heard = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+        heard.expect("within 5 s").expect("a notification").payload().to_owned()
+    }
+
     #[tokio::test]
     async fn a_relay_is_woken_by_other_writers_commits_and_not_by_its_own() {
         // Always PostgreSQL: only there do commits notify.
@@ -531,16 +533,17 @@ mod tests {
 
         // Every commit notifies, naming its writer...
         commit_an_event(&own).await;
-        let heard = tokio::time::timeout(Duration::from_secs(5), watching.recv()).await;
-        let notification = heard.expect("within 5 s").expect("a notification");
-        assert_eq!(notification.payload(), own.writer_id());
+        assert_eq!(next_writer(&mut watching).await, own.writer_id());
         assert_ne!(own.writer_id(), other.writer_id());
 
         // ...and the relay's listener passes over its own writer's, for the other's.
         commit_an_event(&other).await;
         let woken = notified_by_others(&mut listener, own.writer_id());
         tokio::time::timeout(Duration::from_secs(5), woken).await.expect("woken by the other's commit");
+        assert_eq!(next_writer(&mut watching).await, other.writer_id());
         commit_an_event(&own).await;
+        // Delivered: the second listener has it, so the relay's has it too by now.
+        assert_eq!(next_writer(&mut watching).await, own.writer_id());
         let again = notified_by_others(&mut listener, own.writer_id());
         assert!(tokio::time::timeout(Duration::from_millis(500), again).await.is_err(), "woken again");
         assert!(listener.is_some(), "still listening");

@@ -19,7 +19,7 @@ use super::handler::HandlerError;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::RetryPolicy;
 use crate::db::Db;
-use crate::kafka::Producer;
+use crate::kafka::CountedProducer;
 
 /// Where a failed message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub(crate) struct Forwarder {
     /// Attempts and backoff.
     pub retry: RetryPolicy,
     /// Produces the forwards.
-    pub producer: Producer,
+    pub producer: CountedProducer,
     /// Where the forward markers are recorded.
     pub db: Db,
 }

@@ -55,7 +55,8 @@ use crate::background::panic_message;
 use crate::config::{KafkaConfig, RetryPolicy};
 use crate::db::Db;
 use crate::kafka::{
-    ClientStatistics, KafkaSetupError, STATISTICS_INTERVAL_MS, client_config, ensure_topics, producer,
+    ClientStatistics, KafkaSetupError, RequestCounts, STATISTICS_INTERVAL_MS, client_config, ensure_topics,
+    producer,
 };
 use crate::metrics;
 
@@ -71,12 +72,15 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// librdkafka's assertion `!rd_kafka_assignment_in_progress` in `rd_kafka_cgrp_terminated`
 /// (an abort, seen once in CI), so a new owner may apply again the last second's
 /// messages, which the event ids absorb.
-struct GroupEvents;
+#[derive(Default)]
+struct GroupEvents {
+    requests: RequestCounts,
+}
 
 impl ClientContext for GroupEvents {
     fn stats_raw(&self, statistics: &[u8]) {
         let Some(statistics) = ClientStatistics::parse(statistics) else { return };
-        statistics.record_requests();
+        self.requests.record(&statistics);
         for (topic, partition, lag) in statistics.lags() {
             metrics::consumer_lag(topic, partition, lag);
         }
@@ -162,7 +166,7 @@ impl EventConsumer {
             // pause of a few seconds without a rebalance.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "3000")
-            .create_with_context(GroupEvents)
+            .create_with_context(GroupEvents::default())
             .map_err(client_error)?;
         let subscribed: Vec<String> =
             subscriptions.topics().iter().map(|t| kafka.topic(t)).chain(retry_topics).collect();

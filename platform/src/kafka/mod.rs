@@ -10,14 +10,14 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, FutureProducer, Producer as _};
+use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
 
 pub use self::stats::CountRequests;
-pub(crate) use self::stats::{ClientStatistics, INTERVAL_MS as STATISTICS_INTERVAL_MS};
+pub(crate) use self::stats::{ClientStatistics, INTERVAL_MS as STATISTICS_INTERVAL_MS, RequestCounts};
 use crate::config::KafkaConfig;
 
 /// The platform's producer: its requests are counted in `kafka_client_requests_total`.
-pub type Producer = FutureProducer<CountRequests>;
+pub type CountedProducer = FutureProducer<CountRequests>;
 
 /// How long start-up and probes wait for the broker before they report it down.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,7 +169,7 @@ impl KafkaProbe {
 /// A producer that never loses or reorders a message it accepted: idempotent (acks=all,
 /// in-flight retries keep order) and without a delivery deadline, so a broker outage
 /// delays the relay instead of failing rows out of order.
-pub fn producer(kafka: &KafkaConfig, client_id: &str) -> Result<Producer, KafkaError> {
+pub fn producer(kafka: &KafkaConfig, client_id: &str) -> Result<CountedProducer, KafkaError> {
     client_config(kafka, client_id)
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "0")
@@ -178,5 +178,5 @@ pub fn producer(kafka: &KafkaConfig, client_id: &str) -> Result<Producer, KafkaE
         .set("linger.ms", "0")
         .set("queue.buffering.max.messages", "200000")
         .set("statistics.interval.ms", stats::INTERVAL_MS)
-        .create_with_context(CountRequests)
+        .create_with_context(CountRequests::default())
 }

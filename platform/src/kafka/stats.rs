@@ -7,6 +7,7 @@
 //! topic (the saga board's) are large, and the crate's full parse would build all of it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
 
 use rdkafka::client::ClientContext;
 use serde::Deserialize;
@@ -87,23 +88,46 @@ impl ClientStatistics {
             })
         })
     }
+}
 
-    /// Sets `kafka_client_requests_total` for this client.
-    pub(crate) fn record_requests(&self) {
-        for (kind, n) in self.requests() {
-            metrics::kafka_requests(&self.client_id, kind, n);
+/// One client's request counts as it last reported them: each report adds to
+/// `kafka_client_requests_total` only what is new since. Setting the counter to the
+/// reported total instead would hide a client made again under the same id (the dead
+/// letters' replay makes one per replay) below the old one's count.
+#[derive(Debug, Default)]
+pub(crate) struct RequestCounts(Mutex<HashMap<String, i64>>);
+
+impl RequestCounts {
+    /// Adds this report's new requests to the client's counters.
+    pub(crate) fn record(&self, statistics: &ClientStatistics) {
+        for (kind, n) in self.new_since_last(statistics) {
+            metrics::kafka_requests(&statistics.client_id, kind, n);
         }
+    }
+
+    /// The requests sent since the last report, by kind. A total that went down (a broker
+    /// connection gone from the report) counts from its new value on.
+    fn new_since_last<'s>(&self, statistics: &'s ClientStatistics) -> Vec<(&'s str, u64)> {
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut new = Vec::new();
+        for (kind, n) in statistics.requests() {
+            let before = last.insert(kind.to_owned(), n).unwrap_or(0);
+            if let Ok(sent @ 1..) = u64::try_from(n - before) {
+                new.push((kind, sent));
+            }
+        }
+        new
     }
 }
 
-/// The context of the platform's producers: it records their requests as metrics.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CountRequests;
+/// The context of the platform's producers: it counts their requests in metrics.
+#[derive(Debug, Default)]
+pub struct CountRequests(RequestCounts);
 
 impl ClientContext for CountRequests {
     fn stats_raw(&self, statistics: &[u8]) {
         if let Some(statistics) = ClientStatistics::parse(statistics) {
-            statistics.record_requests();
+            self.0.record(&statistics);
         }
     }
 }
@@ -146,6 +170,24 @@ mod tests {
             ("OffsetCommit", 3),
         ]);
         assert_eq!(requests, expected);
+    }
+
+    #[test]
+    fn each_report_counts_only_what_was_sent_since_the_last() {
+        let report = |fetches: i64, commits: i64| {
+            let json = format!(
+                r#"{{"client_id": "c", "brokers": {{"b/1": {{"req": {{"Fetch": {fetches}, "OffsetCommit": {commits}}}}}}}}}"#
+            );
+            ClientStatistics::parse(json.as_bytes()).expect("parses")
+        };
+        let counts = RequestCounts::default();
+        assert_eq!(counts.new_since_last(&report(40, 3)), [("Fetch", 40), ("OffsetCommit", 3)]);
+        assert_eq!(counts.new_since_last(&report(45, 3)), [("Fetch", 5)]);
+        // A connection gone from the report: nothing new, and the count goes on from there.
+        assert_eq!(counts.new_since_last(&report(30, 3)), []);
+        assert_eq!(counts.new_since_last(&report(32, 4)), [("Fetch", 2), ("OffsetCommit", 1)]);
+        // A client made again under the same id has counts of its own: all of them new.
+        assert_eq!(RequestCounts::default().new_since_last(&report(2, 0)), [("Fetch", 2)]);
     }
 
     #[test]

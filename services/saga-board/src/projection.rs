@@ -19,9 +19,10 @@ use crate::domain::Step;
 use crate::record::{DeadLetterRecord, EventRecord, parse_position_id};
 use crate::store;
 
-/// What a transaction keeps, written just before it commits: its messages of the saga
-/// topics in one statement, then the views of their orders (and of those of its dead
-/// letters), recomputed from one read however many of an order's messages it brought.
+/// What a transaction keeps, written just before it commits: its messages (of the saga
+/// topics, and replays seen on the others) in one statement, then the views of their
+/// orders and of its dead letters' orders, recomputed from one read however many of an
+/// order's messages it brought.
 #[derive(Default)]
 struct Keep {
     events: Vec<EventRecord>,

@@ -50,7 +50,7 @@ fn reversed_of(summary: &Value) -> Vec<&str> {
 
 /// A value that is no JSON, keyed like an order, on the saga's `order.created`.
 async fn produce_poison(prefix: &str, key: &str) {
-    let producer: platform::kafka::Producer =
+    let producer: platform::kafka::CountedProducer =
         platform::kafka::producer(&testkit::kafka_config(), "board-test").expect("a producer");
     let topic = format!("{prefix}order.created");
     let record = FutureRecord::to(&topic).key(key).payload("this is not json");

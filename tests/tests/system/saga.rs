@@ -478,7 +478,7 @@ async fn an_order_created_v1_left_from_before_the_upgrade_is_reserved_like_a_v2(
         .insert(Header { key: "ce_id", value: Some(&event_id) })
         .insert(Header { key: "ce_type", value: Some("order.created.v1") })
         .insert(Header { key: "ce_source", value: Some("order-service") });
-    let producer: platform::kafka::Producer =
+    let producer: platform::kafka::CountedProducer =
         platform::kafka::producer(&testkit::kafka_config(), "v1-test").expect("a producer");
     let topic = format!("{}order.created", saga.prefix());
     let payload = v1.to_string();

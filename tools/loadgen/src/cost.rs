@@ -13,6 +13,9 @@ use std::time::Duration;
 /// second. A reading of them waits this long after the load it should include.
 pub const REQUESTS_LAG: Duration = Duration::from_millis(1200);
 
+/// The broker's name in a [`Reading`]: its CPU time is read, it has no request counts.
+const BROKER: &str = "kafka-broker";
+
 /// One process at one moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -54,7 +57,7 @@ impl Probe {
         Self { http: reqwest::Client::new(), metrics, broker_pid }
     }
 
-    /// Reads every process's CPU time now.
+    /// Reads every process's CPU time and the services' request counts now.
     pub async fn read(&self) -> Reading {
         let mut reading = Reading::new();
         for (name, url) in &self.metrics {
@@ -73,10 +76,8 @@ impl Probe {
                 .and_then(|s| platform::metrics::cpu_seconds(&s))
         {
             // A restarted broker has another pid: this one is then unreadable, not reset.
-            reading.insert(
-                "kafka-broker".to_owned(),
-                Sample { cpu: seconds, started: None, requests: BTreeMap::new() },
-            );
+            reading
+                .insert(BROKER.to_owned(), Sample { cpu: seconds, started: None, requests: BTreeMap::new() });
         }
         reading
     }
@@ -91,6 +92,8 @@ pub struct PerSaga {
     pub requests: BTreeMap<String, f64>,
     /// Processes restarted during the run, left out of `ms` and `requests`.
     pub restarted: Vec<String>,
+    /// Services that did not answer the later reading, left out of `requests`.
+    pub requests_unread: Vec<String>,
 }
 
 /// The cost per saga between `before` and `after`, with the request counts taken from
@@ -112,7 +115,14 @@ pub fn per_saga(before: &Reading, after: &Reading, later: &Reading, sagas: usize
         let ms = per_saga((end.cpu - start.cpu) * 1000.0);
         total += ms;
         out.ms.insert(name.clone(), round(ms));
-        for (kind, n) in later.get(name).map(|l| &l.requests).into_iter().flatten() {
+        if name == BROKER {
+            continue;
+        }
+        let Some(later) = later.get(name) else {
+            out.requests_unread.push(name.clone());
+            continue;
+        };
+        for (kind, n) in &later.requests {
             let sent = n - start.requests.get(kind).copied().unwrap_or(0.0);
             *out.requests.entry(kind.clone()).or_default() += per_saga(sent);
         }
@@ -237,5 +247,13 @@ mod tests {
         assert_eq!(per.requests, expected);
         assert_eq!(per.ms["order-service"], 50.0, "CPU from the reading right after the run");
         assert_eq!(per.restarted, ["restarted-late"]);
+        assert!(per.requests_unread.is_empty());
+
+        // A service that does not answer the later reading is named, its CPU still counted.
+        let later = Reading::from([("payment-service".to_owned(), sample(2.1, 1.0, &[("Fetch", 30.0)]))]);
+        let per = per_saga(&before, &after, &later, 20);
+        assert_eq!(per.requests_unread, ["order-service", "restarted-late"]);
+        assert_eq!(per.requests, BTreeMap::from([("Fetch".to_owned(), 1.0), ("total".to_owned(), 1.0)]));
+        assert_eq!(per.ms["order-service"], 50.0);
     }
 }

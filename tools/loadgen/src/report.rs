@@ -91,12 +91,16 @@ impl Outcome {
         out.extend(self.hops.iter().map(|(name, h)| line(name, h)));
         out.push("CPU per saga, ms:".to_owned());
         out.extend(self.cost.ms.iter().map(|(name, ms)| format!("  {name:<44} {ms:>8.3}")));
+        if !self.cost.restarted.is_empty() {
+            out.push(format!("  (left out, restarted during the run: {})", self.cost.restarted.join(", ")));
+        }
         if !self.cost.requests.is_empty() {
             out.push("Kafka requests per saga (the services' clients, by kind):".to_owned());
             out.extend(self.cost.requests.iter().map(|(kind, n)| format!("  {kind:<44} {n:>8.3}")));
         }
-        if !self.cost.restarted.is_empty() {
-            out.push(format!("  (left out, restarted during the run: {})", self.cost.restarted.join(", ")));
+        if !self.cost.requests_unread.is_empty() {
+            let unread = self.cost.requests_unread.join(", ");
+            out.push(format!("  (left out, not read after the run: {unread})"));
         }
         out.join("\n")
     }
@@ -131,6 +135,7 @@ impl Outcome {
             "cpu_ms_per_saga": self.cost.ms,
             "kafka_requests_per_saga": self.cost.requests,
             "cpu_restarted": self.cost.restarted,
+            "requests_unread": self.cost.requests_unread,
         })
     }
 }
