@@ -78,6 +78,9 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
     postgres: || sqlx::migrate!("../migrations/platform/postgres"),
 };
 
+/// Rows in one statement of [`Tx::write_rows`] at most: larger ones gain nothing more.
+const ROWS_PER_STATEMENT: usize = 500;
+
 /// A pool on the service's database, with the backend it talks to.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -465,6 +468,29 @@ impl Tx {
     /// through [`Tx::conn`] instead.
     pub fn write(&mut self, sql: impl SqlSafeStr) -> Statement<'_> {
         self.statement(sql)
+    }
+
+    /// Writes `rows`, in their order, with as few multi-row statements as the parameter
+    /// limit allows: each is `{head} VALUES (…), (…) {tail}`, with `columns` parameters
+    /// per row, which `bind` binds for one row. Queued on SQLite, as [`Tx::write`] is.
+    pub async fn write_rows<R>(
+        &mut self,
+        (head, tail): (&str, &str),
+        columns: usize,
+        rows: &[R],
+        bind: impl for<'s> Fn(Statement<'s>, &R) -> Statement<'s>,
+    ) -> Result<(), sqlx::Error> {
+        // Never more than SQLite's 32,766 parameters in one statement.
+        let per_statement = (32_766 / columns.max(1)).min(ROWS_PER_STATEMENT);
+        for chunk in rows.chunks(per_statement) {
+            let sql = format!("{head} VALUES {} {tail}", values(chunk.len(), columns, 1));
+            let mut statement = self.write(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                statement = bind(statement, row);
+            }
+            statement.await?;
+        }
+        Ok(())
     }
 
     /// A statement whose rows are read (a `SELECT`, or a write `RETURNING` rows): bind its

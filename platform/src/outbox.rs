@@ -121,32 +121,22 @@ pub(crate) struct OutboxRow {
     created_at_ms: i64,
 }
 
-/// Rows per INSERT: 8 parameters each, well under SQLite's limit of 32,766 per statement.
-const ROWS_PER_INSERT: usize = 500;
-
-/// Writes `rows` to the outbox, in their order, with as few statements as the limit allows.
+/// Writes `rows` to the outbox, in their order, with as few statements as it can.
 pub(crate) async fn insert_rows(tx: &mut Tx, rows: &[OutboxRow]) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, traceparent, tracestate, \
-             created_at_ms) VALUES {}",
-            crate::db::values(chunk.len(), 8, 1)
-        );
-        let mut insert = tx.write(sqlx::AssertSqlSafe(sql));
-        for row in chunk {
-            insert = insert
-                .bind(row.event_id.as_str())
-                .bind(row.topic.as_str())
-                .bind(row.key.as_str())
-                .bind(row.event_type.as_ref())
-                .bind(row.payload.as_str())
-                .bind(row.traceparent.as_deref())
-                .bind(row.tracestate.as_deref())
-                .bind(row.created_at_ms);
-        }
-        insert.await?;
-    }
-    Ok(())
+    let head = "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, traceparent, tracestate, \
+                created_at_ms)";
+    tx.write_rows((head, ""), 8, rows, |insert, row| {
+        insert
+            .bind(row.event_id.as_str())
+            .bind(row.topic.as_str())
+            .bind(row.key.as_str())
+            .bind(row.event_type.as_ref())
+            .bind(row.payload.as_str())
+            .bind(row.traceparent.as_deref())
+            .bind(row.tracestate.as_deref())
+            .bind(row.created_at_ms)
+    })
+    .await
 }
 
 /// W3C trace context of the current span (empty when nothing is traced).

@@ -26,41 +26,30 @@ pub async fn consumer_group(db: &Db, base: &str) -> Result<String, sqlx::Error> 
     Ok(group)
 }
 
-/// Rows per `INSERT`: 15 parameters each, well under SQLite's limit of 32,766 per statement.
-const EVENTS_PER_INSERT: usize = 500;
-
-/// Keeps messages of the saga topics, in as few statements as the limit allows. A message
-/// seen before (same position) is ignored.
+/// Keeps messages of the saga topics, in as few statements as it can. A message seen
+/// before (same position) is ignored.
 pub async fn insert_events(tx: &mut Tx, events: &[EventRecord]) -> Result<(), sqlx::Error> {
-    for chunk in events.chunks(EVENTS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO board_events (topic, kafka_partition, kafka_offset, order_id, event_id, event_type, \
-             source, time_ms, trace_id, user_id, reason, message_key, payload, headers, replayed_from) \
-             VALUES {} ON CONFLICT DO NOTHING",
-            platform::db::values(chunk.len(), 15, 1)
-        );
-        let mut insert = tx.write(sqlx::AssertSqlSafe(sql));
-        for event in chunk {
-            insert = insert
-                .bind(event.position.topic.as_str())
-                .bind(i64::from(event.position.partition))
-                .bind(event.position.offset)
-                .bind(event.order_id.map(|id| id.to_string()))
-                .bind(event.event_id.as_deref())
-                .bind(event.event_type.as_deref())
-                .bind(event.source.as_deref())
-                .bind(event.time_ms)
-                .bind(event.trace_id.as_deref())
-                .bind(event.user_id.as_deref())
-                .bind(event.reason.as_deref())
-                .bind(event.key.as_deref())
-                .bind(event.payload.as_deref())
-                .bind(headers_json(&event.headers))
-                .bind(event.replayed_from.as_deref());
-        }
-        insert.await?;
-    }
-    Ok(())
+    let head = "INSERT INTO board_events (topic, kafka_partition, kafka_offset, order_id, event_id, event_type, \
+                source, time_ms, trace_id, user_id, reason, message_key, payload, headers, replayed_from)";
+    tx.write_rows((head, "ON CONFLICT DO NOTHING"), 15, events, |insert, event| {
+        insert
+            .bind(event.position.topic.as_str())
+            .bind(i64::from(event.position.partition))
+            .bind(event.position.offset)
+            .bind(event.order_id.map(|id| id.to_string()))
+            .bind(event.event_id.as_deref())
+            .bind(event.event_type.as_deref())
+            .bind(event.source.as_deref())
+            .bind(event.time_ms)
+            .bind(event.trace_id.as_deref())
+            .bind(event.user_id.as_deref())
+            .bind(event.reason.as_deref())
+            .bind(event.key.as_deref())
+            .bind(event.payload.as_deref())
+            .bind(headers_json(&event.headers))
+            .bind(event.replayed_from.as_deref())
+    })
+    .await
 }
 
 /// Keeps a message of a dead-letter topic. One seen before (same position) is ignored.
@@ -164,44 +153,34 @@ fn view_of(order_id: String, rows: &[AnyRow]) -> Result<Option<OrderView>, sqlx:
     Ok(Some(OrderView { order_id, view, trace_id, dead_letters }))
 }
 
-/// Rows per upsert: 14 parameters each, well under SQLite's limit of 32,766 per statement.
-const VIEWS_PER_UPSERT: usize = 500;
-
-/// Stores the views, in as few statements as the limit allows. Each order is in `views`
-/// at most once (an upsert may not touch one row twice).
+/// Stores the views, in as few statements as it can. Each order is in `views` at most
+/// once (an upsert may not touch one row twice).
 async fn write_views(tx: &mut Tx, views: &[OrderView]) -> Result<(), sqlx::Error> {
-    for chunk in views.chunks(VIEWS_PER_UPSERT) {
-        let sql = format!(
-            "INSERT INTO board_orders (order_id, user_id, status, reason, path, created_ms, updated_ms, \
-             settled_ms, saga_ms, terminal, waiting_for, steps, trace_id, dead_letters) VALUES {} \
-             ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
-             reason = excluded.reason, path = excluded.path, created_ms = excluded.created_ms, \
-             updated_ms = excluded.updated_ms, settled_ms = excluded.settled_ms, saga_ms = excluded.saga_ms, \
-             terminal = excluded.terminal, waiting_for = excluded.waiting_for, steps = excluded.steps, \
-             trace_id = excluded.trace_id, dead_letters = excluded.dead_letters",
-            platform::db::values(chunk.len(), 14, 1)
-        );
-        let mut upsert = tx.write(sqlx::AssertSqlSafe(sql));
-        for OrderView { order_id, view, trace_id, dead_letters } in chunk {
-            upsert = upsert
-                .bind(order_id.as_str())
-                .bind(view.user_id.as_deref())
-                .bind(view.status.as_str())
-                .bind(view.reason.as_deref())
-                .bind(view.path.as_str())
-                .bind(view.created_ms)
-                .bind(view.updated_ms)
-                .bind(view.settled_ms)
-                .bind(view.saga_ms)
-                .bind(i64::from(view.is_terminal()))
-                .bind(view.waiting_for.iter().map(|s| s.topic()).collect::<Vec<_>>().join(" "))
-                .bind(steps_json(view))
-                .bind(trace_id.as_deref())
-                .bind(*dead_letters);
-        }
-        upsert.await?;
-    }
-    Ok(())
+    let head = "INSERT INTO board_orders (order_id, user_id, status, reason, path, created_ms, updated_ms, \
+                settled_ms, saga_ms, terminal, waiting_for, steps, trace_id, dead_letters)";
+    let tail = "ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
+                reason = excluded.reason, path = excluded.path, created_ms = excluded.created_ms, \
+                updated_ms = excluded.updated_ms, settled_ms = excluded.settled_ms, saga_ms = excluded.saga_ms, \
+                terminal = excluded.terminal, waiting_for = excluded.waiting_for, steps = excluded.steps, \
+                trace_id = excluded.trace_id, dead_letters = excluded.dead_letters";
+    tx.write_rows((head, tail), 14, views, |upsert, OrderView { order_id, view, trace_id, dead_letters }| {
+        upsert
+            .bind(order_id.as_str())
+            .bind(view.user_id.as_deref())
+            .bind(view.status.as_str())
+            .bind(view.reason.as_deref())
+            .bind(view.path.as_str())
+            .bind(view.created_ms)
+            .bind(view.updated_ms)
+            .bind(view.settled_ms)
+            .bind(view.saga_ms)
+            .bind(i64::from(view.is_terminal()))
+            .bind(view.waiting_for.iter().map(|s| s.topic()).collect::<Vec<_>>().join(" "))
+            .bind(steps_json(view))
+            .bind(trace_id.as_deref())
+            .bind(*dead_letters)
+    })
+    .await
 }
 
 /// A step of a saga as the API shows it, kept ready as JSON in the order's row.
