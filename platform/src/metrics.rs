@@ -20,7 +20,7 @@
 //! rolled back and applied one by one because a message failed).
 //!
 //! Kafka clients: `kafka_client_requests_total` (per client id and request kind, from
-//! librdkafka's statistics every second), for the producers of the relay and of retries
+//! librdkafka's statistics every five seconds), for the producers of the relay and of retries
 //! and dead letters and for the consumer.
 
 use std::sync::OnceLock;

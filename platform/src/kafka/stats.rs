@@ -14,9 +14,11 @@ use serde::Deserialize;
 
 use crate::metrics;
 
-/// How often librdkafka reports, in milliseconds: often enough that a load run's counts
-/// are current within a second of its end.
-pub(crate) const INTERVAL_MS: &str = "1000";
+/// How often librdkafka reports, in milliseconds: the consumer's interval since before
+/// these counts. At one second, a CI run once hung for good dropping a consumer that had
+/// never polled (librdkafka's close waiting in `rd_kafka_assign`); whether the shorter
+/// interval caused it is not known, so it went back.
+pub(crate) const INTERVAL_MS: &str = "5000";
 
 /// The part of one statistics report that this system uses.
 #[derive(Debug, Default, Deserialize)]

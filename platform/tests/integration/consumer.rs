@@ -207,14 +207,14 @@ async fn a_flaky_handler_succeeds_on_its_third_attempt() {
     produce(&topic, "k", &order_json(8), Uuid::new_v4()).await;
     eventually(Duration::from_secs(30), "applied on attempt 3", || async { effects(&db).await == ["8@3"] })
         .await;
-    // The clients' requests, from librdkafka's statistics of the next second: the
+    // The clients' requests, from librdkafka's statistics (every five seconds): the
     // consumer's fetches, and the two sends to the retry topics.
     let requests = |client: String, kind: &'static str| {
         let wanted = format!("kafka_client_requests_total{{client=\"{client}\",request=\"{kind}\"}} ");
         let metrics = platform::metrics::render("");
         metrics.lines().find_map(|l| l.strip_prefix(wanted.as_str())?.parse::<u64>().ok()).unwrap_or(0)
     };
-    eventually(Duration::from_secs(5), "the consumer's requests counted", || async {
+    eventually(Duration::from_secs(15), "the consumer's requests counted", || async {
         requests(format!("{group}-consumer"), "Fetch") >= 1
             && requests(format!("{group}-forwarder"), "Produce") >= 2
     })

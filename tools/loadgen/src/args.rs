@@ -71,8 +71,8 @@ usage: loadgen [--rate N | --concurrency N] [--duration S] [--base-url URL] [--u
 
 CPU time per saga is read from each service's process_cpu_seconds_total (gateway on the
 first base URL's port, the services on the ports after it) before and after the run, and
-the Kafka requests per saga from their kafka_client_requests_total, a second later (the
-clients report them every second).
+the Kafka requests per saga from their kafka_client_requests_total, five seconds later
+(the clients report them every five seconds).
 The longest stall is the longest time in which no saga ended.";
 
 impl Args {

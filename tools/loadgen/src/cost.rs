@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How far behind the services' request counts may be: librdkafka reports them every
-/// second. A reading of them waits this long after the load it should include.
-pub const REQUESTS_LAG: Duration = Duration::from_millis(1200);
+/// five seconds. A reading of them waits this long after the load it should include.
+pub const REQUESTS_LAG: Duration = Duration::from_millis(5200);
 
 /// The broker's name in a [`Reading`]: its CPU time is read, it has no request counts.
 const BROKER: &str = "kafka-broker";
