@@ -99,6 +99,8 @@ impl ConsumerContext for GroupEvents {
 /// A running consumer group member with its handlers.
 pub struct EventConsumer {
     consumer: Arc<StreamConsumer<GroupEvents>>,
+    /// The topics `run` subscribes to: the group is joined there, not in `start`.
+    subscribed: Vec<String>,
     pipeline: Arc<Pipeline>,
 }
 
@@ -109,8 +111,12 @@ impl std::fmt::Debug for EventConsumer {
 }
 
 impl EventConsumer {
-    /// Joins consumer group `group`, creating the subscribed topics, their retry topics and
-    /// their dead-letter topics if missing.
+    /// Makes a member of consumer group `group`, creating the subscribed topics, their
+    /// retry topics and their dead-letter topics if missing. It joins the group in
+    /// [`run`](Self::run): a member that joined and never polled would hold its partitions
+    /// unconsumed, stall the group's next rebalance, and can hang librdkafka's close in
+    /// `rd_kafka_assign` (librdkafka issue #4884, seen in CI from a test that never ran
+    /// its consumer).
     pub async fn start(
         db: Db,
         kafka: &KafkaConfig,
@@ -170,12 +176,10 @@ impl EventConsumer {
             .map_err(client_error)?;
         let subscribed: Vec<String> =
             subscriptions.topics().iter().map(|t| kafka.topic(t)).chain(retry_topics).collect();
-        consumer
-            .subscribe(&subscribed.iter().map(String::as_str).collect::<Vec<_>>())
-            .map_err(client_error)?;
         let producer = producer(kafka, &format!("{group}-forwarder")).map_err(client_error)?;
         Ok(Self {
             consumer: Arc::new(consumer),
+            subscribed,
             pipeline: Arc::new(Pipeline {
                 db: db.clone(),
                 group: group.to_owned(),
@@ -186,12 +190,16 @@ impl EventConsumer {
         })
     }
 
-    /// Consumes until `shutdown` is cancelled; then lets each worker finish the message in
+    /// Joins the group and consumes until `shutdown` is cancelled; then lets each worker finish the message in
     /// hand, commits the stored offsets and leaves the group (a static member does not
     /// leave: its partitions wait for it for the session timeout). Returns an error, after the
     /// same shutdown, when a partition's worker died (a panic) or the client failed for
     /// good: its partitions would otherwise stay unconsumed while the service looks well.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerDied> {
+        let topics: Vec<&str> = self.subscribed.iter().map(String::as_str).collect();
+        if let Err(error) = self.consumer.subscribe(&topics) {
+            return Err(ConsumerDied::Fatal(format!("subscribing to {topics:?}: {error}")));
+        }
         // Workers stop on the caller's shutdown or when one of them dies.
         let stopping = shutdown.child_token();
         let mut workers: JoinSet<()> = JoinSet::new();

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use crate::metrics;
 
 /// How often librdkafka reports, in milliseconds: the consumer's interval since before
-/// these counts. At one second, a CI run once hung for good dropping a consumer that had
-/// never polled (librdkafka's close waiting in `rd_kafka_assign`); whether the shorter
-/// interval caused it is not known, so it went back.
+/// these counts, and what `loadgen` waits for before its readings. (A CI hang once
+/// suspected of the one-second interval was librdkafka issue #4884, a member that joined
+/// and never polled; see `EventConsumer::start`.)
 pub(crate) const INTERVAL_MS: &str = "5000";
 
 /// The part of one statistics report that this system uses.

@@ -5,6 +5,7 @@ mod auth;
 mod batch;
 mod consumer;
 mod database;
+mod group_join;
 mod kafka_roundtrip;
 mod outbox;
 mod static_membership;
