@@ -82,6 +82,14 @@ impl From<sqlx::Error> for HandlerError {
 pub trait Handler<E: Event>: Send + Sync + 'static {
     /// Applies `event`.
     async fn handle(&self, event: E, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError>;
+
+    /// Names every row `handle` may lock for `event` that another transaction of this
+    /// group may lock too (`wallet:<user id>`). With [`Subscriptions::batched_on_postgres`]
+    /// a batch takes them all, sorted, before its handlers run ([`Tx::lock_names`]), so
+    /// batches cannot deadlock however their events are ordered. None by default.
+    fn locks(&self, _event: &E) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A message as it is on its topic, whatever its payload (it may not even be JSON): what
@@ -119,6 +127,12 @@ pub(crate) trait Route: Send + Sync {
 
     /// Applies the message through `tx`; the caller has made sure it is new, and commits.
     async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError>;
+
+    /// What its handler names for [`Handler::locks`]; none for a message it cannot read
+    /// (its `apply` fails before locking anything).
+    fn locks(&self, _incoming: &Incoming<'_>) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 struct Typed<E, H> {
@@ -133,22 +147,32 @@ impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
     }
 
     async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError> {
-        let (meta, version) = event_meta::<E>(incoming)?;
-        let payload = incoming.message.payload().ok_or_else(|| HandlerError::permanent("empty message"))?;
-        let invalid = |e: serde_json::Error| {
-            HandlerError::permanent(format!("payload is not a valid {}: {e}", meta.event_type))
-        };
-        let event: E = if version == current_version::<E>() {
-            serde_json::from_slice(payload).map_err(invalid)?
-        } else {
-            // An older version, read through the event's one upcaster.
-            let mut fields: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(payload).map_err(invalid)?;
-            E::upcast(version, &mut fields);
-            serde_json::from_value(fields.into()).map_err(invalid)?
-        };
+        let (event, meta) = decode::<E>(incoming)?;
         self.handler.handle(event, &meta, tx).await
     }
+
+    fn locks(&self, incoming: &Incoming<'_>) -> Vec<String> {
+        decode::<E>(incoming).map(|(event, _)| self.handler.locks(&event)).unwrap_or_default()
+    }
+}
+
+/// The event of a message, as its current version, with its metadata.
+fn decode<E: Event>(incoming: &Incoming<'_>) -> Result<(E, EventMeta), HandlerError> {
+    let (meta, version) = event_meta::<E>(incoming)?;
+    let payload = incoming.message.payload().ok_or_else(|| HandlerError::permanent("empty message"))?;
+    let invalid = |e: serde_json::Error| {
+        HandlerError::permanent(format!("payload is not a valid {}: {e}", meta.event_type))
+    };
+    let event: E = if version == current_version::<E>() {
+        serde_json::from_slice(payload).map_err(invalid)?
+    } else {
+        // An older version, read through the event's one upcaster.
+        let mut fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(payload).map_err(invalid)?;
+        E::upcast(version, &mut fields);
+        serde_json::from_value(fields.into()).map_err(invalid)?
+    };
+    Ok((event, meta))
 }
 
 fn event_id(incoming: &Incoming<'_>) -> Result<Uuid, HandlerError> {
@@ -319,10 +343,12 @@ impl Subscriptions {
 
     /// Says that the handlers' transactions cannot deadlock each other: every row that
     /// two of them may both lock, they lock in one order (the board locks a batch's
-    /// orders sorted, just before the commit, through [`crate::db::Tx::deferred`]). Then
-    /// a batch goes in one transaction on PostgreSQL too, as on SQLite. Handlers that
-    /// lock rows as events come (the stock of one order, then of the next) must not say
-    /// it: two batches would lock in different orders and wait on each other.
+    /// orders sorted, just before the commit, through [`crate::db::Tx::deferred`]), or
+    /// name in [`Handler::locks`], whose names a batch locks sorted before its handlers
+    /// run. Then a batch goes in one transaction on PostgreSQL too, as on SQLite.
+    /// Handlers that lock rows as events come (the stock of one order, then of the next)
+    /// and do not name them must not say it: two batches would lock in different orders
+    /// and wait on each other.
     pub fn batched_on_postgres(mut self) -> Self {
         self.batched_on_postgres = true;
         self

@@ -75,13 +75,15 @@ impl Pipeline {
     /// and only the rest go on their own (unless a statement failed, which leaves the
     /// transaction in doubt). `Err` only when shutdown interrupted.
     ///
-    /// On PostgreSQL each message keeps a transaction of its own: partitions are applied
-    /// in parallel there, and batches that lock rows of several aggregates (the SKUs of
-    /// several orders) in different orders deadlock each other; each deadlock stalls both
-    /// for PostgreSQL's `deadlock_timeout` (1 s). Measured: 29 sagas/s at saturation with
-    /// batches, 126 and 154 (two runs) without. SQLite has one writer at a time, so no
-    /// deadlock there. Handlers that lock in one order say so
-    /// ([`Subscriptions::batched_on_postgres`]), and are batched on PostgreSQL too.
+    /// On PostgreSQL partitions are applied in parallel, and batches that lock rows of
+    /// several aggregates (the wallets of several users) as their events come deadlock
+    /// each other; each deadlock stalls both for PostgreSQL's `deadlock_timeout` (1 s).
+    /// Measured: 29 sagas/s at saturation with such batches, 126 and 154 (two runs) with a
+    /// transaction per message. SQLite has one writer at a time, so no deadlock there. So
+    /// on PostgreSQL a batch goes in one transaction only when its handlers lock in one
+    /// order ([`Subscriptions::batched_on_postgres`]): it first takes the advisory locks
+    /// its handlers name ([`Handler::locks`](super::Handler::locks)), sorted; otherwise
+    /// each message has a transaction of its own.
     pub async fn process_batch(
         &self,
         batch: &[rdkafka::message::OwnedMessage],
@@ -125,6 +127,11 @@ impl Pipeline {
             routes.push(route);
         }
         let mut tx = self.db.begin_write().await.ok()?;
+        if self.db.backend() == Backend::Postgres {
+            let names: Vec<String> =
+                batch.iter().zip(&routes).flat_map(|(m, route)| route.locks(m)).collect();
+            tx.lock_names(&names).await.ok()?;
+        }
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let outside = self.routes.acts_outside();
         // On PostgreSQL a write runs at once and a key conflict aborts the transaction:
@@ -242,6 +249,11 @@ impl Pipeline {
         let route = self.route(message)?;
         let id = route.dedupe_id(message)?;
         let mut tx = self.db.begin_write().await?;
+        if self.db.backend() == Backend::Postgres && self.routes.batches_on_postgres() {
+            // As a batch takes them: a transaction that locked rows unnamed could hold one
+            // that a batch waits for while it waits for one that batch holds.
+            tx.lock_names(&route.locks(message)).await?;
+        }
         if !dedupe::first_time(&mut tx, &self.group, &id).await? {
             tx.rollback().await?;
             return Ok(Outcome::Duplicate);

@@ -267,3 +267,59 @@ async fn handlers_acting_outside_never_act_twice_for_a_neighbours_failure() {
         .expect("dead letters");
     assert_eq!(dead.len(), 1);
 }
+
+/// Locks the row `lock-<quantity>`, waits so that a batch running beside it takes its
+/// first row meanwhile, then records the quantity. Names the row it locks.
+struct LocksItsRow;
+
+#[async_trait::async_trait]
+impl platform::consumer::Handler<OrderCreated> for LocksItsRow {
+    async fn handle(
+        &self,
+        event: OrderCreated,
+        _meta: &platform::consumer::EventMeta,
+        tx: &mut platform::db::Tx,
+    ) -> Result<(), platform::consumer::HandlerError> {
+        let quantity = event.items[0].quantity;
+        tx.write("UPDATE second_schema SET payload = payload WHERE id = $1")
+            .bind(format!("lock-{quantity}"))
+            .await?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        crate::support::record_effect(tx, quantity).await?;
+        Ok(())
+    }
+
+    fn locks(&self, event: &OrderCreated) -> Vec<String> {
+        vec![format!("row:{}", event.items[0].quantity)]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_that_name_their_locks_never_deadlock_however_their_events_are_ordered() {
+    let (_database, db) = database().await;
+    for row in ["lock-1", "lock-2"] {
+        sqlx::query("INSERT INTO second_schema (id, payload) VALUES ($1, 'row')")
+            .bind(row)
+            .execute(db.pool())
+            .await
+            .expect("row");
+    }
+    let topic = topic("it.batch").await;
+    let subscriptions =
+        Subscriptions::new().batched_on_postgres().on_topic::<OrderCreated>(&topic, LocksItsRow);
+    let consumer = start(&db, subscriptions).await;
+    let shutdown = CancellationToken::new();
+    // The same two rows in opposite orders: locking as they go, each batch would hold its
+    // first row and wait for the other's (PostgreSQL then aborts one after a second).
+    let one = vec![message(&topic, 0, Uuid::new_v4(), 1), message(&topic, 1, Uuid::new_v4(), 2)];
+    let other = vec![message(&topic, 0, Uuid::new_v4(), 2), message(&topic, 1, Uuid::new_v4(), 1)];
+
+    let (first, second) =
+        tokio::join!(consumer.process_batch(&one, &shutdown), consumer.process_batch(&other, &shutdown));
+    let whole = BatchOutcome { together: true, outcomes: vec![Outcome::Applied; 2] };
+    assert_eq!(first.expect("not shut down"), whole, "neither batch fell back");
+    assert_eq!(second.expect("not shut down"), whole, "neither batch fell back");
+    let mut applied: Vec<String> = effects(&db).await.into_iter().filter(|e| e != "row").collect();
+    applied.sort();
+    assert_eq!(applied, ["1", "1", "2", "2"]);
+}
