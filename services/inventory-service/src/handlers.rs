@@ -14,11 +14,19 @@ use uuid::Uuid;
 use crate::domain::{self, ReservationStatus};
 use crate::store;
 
+/// The lock every handler names: a release learns its SKUs only from the reservation it
+/// reads, so the stock is named as a whole and the service's transactions take turns.
+const STOCK: &str = "stock";
+
 /// Reserves every item of a new order at the catalogue price, or none.
 pub struct Reserve;
 
 #[async_trait]
 impl Handler<OrderCreated> for Reserve {
+    fn locks(&self, _event: &OrderCreated) -> Vec<String> {
+        vec![STOCK.to_owned()]
+    }
+
     async fn handle(&self, event: OrderCreated, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         if store::lock_reservation(tx, event.order_id).await?.is_some() {
             return Ok(()); // reserved by an earlier copy of this order's event
@@ -83,6 +91,10 @@ pub struct ReleaseAfterFailedPayment;
 
 #[async_trait]
 impl Handler<PaymentFailed> for ReleaseAfterFailedPayment {
+    fn locks(&self, _event: &PaymentFailed) -> Vec<String> {
+        vec![STOCK.to_owned()]
+    }
+
     async fn handle(&self, event: PaymentFailed, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         release(tx, event.order_id, event.user_id, event.reason).await
     }
@@ -93,6 +105,10 @@ pub struct ReleaseAfterRefund;
 
 #[async_trait]
 impl Handler<PaymentRefunded> for ReleaseAfterRefund {
+    fn locks(&self, _event: &PaymentRefunded) -> Vec<String> {
+        vec![STOCK.to_owned()]
+    }
+
     async fn handle(
         &self,
         event: PaymentRefunded,

@@ -24,7 +24,9 @@ pub fn spec() -> ServiceSpec {
         .migrations(MIGRATIONS)
         .publishes(&[topics::INVENTORY_RESERVED, topics::INVENTORY_REJECTED, topics::INVENTORY_RELEASED])
         .subscriptions(|_| {
+            // Every handler names the stock it locks: batched on PostgreSQL too.
             Subscriptions::new()
+                .batched_on_postgres()
                 .on::<shared_events::OrderCreated>(Reserve)
                 .on::<shared_events::PaymentFailed>(ReleaseAfterFailedPayment)
                 .on::<shared_events::PaymentRefunded>(ReleaseAfterRefund)

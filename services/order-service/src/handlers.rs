@@ -11,6 +11,11 @@ use uuid::Uuid;
 use crate::domain::Step;
 use crate::steps::{self, Outcome};
 
+/// The one row a step locks: its order's.
+fn order_lock(order_id: Uuid) -> String {
+    format!("order:{order_id}")
+}
+
 /// [`steps::apply`] for an event of the saga: a missing order is a permanent failure; a step
 /// that does not apply (a repeated or late event) changes nothing.
 async fn saga_step(tx: &mut Tx, order_id: Uuid, step: Step) -> Result<(), HandlerError> {
@@ -29,6 +34,10 @@ pub struct Confirm;
 
 #[async_trait]
 impl Handler<PaymentCompleted> for Confirm {
+    fn locks(&self, event: &PaymentCompleted) -> Vec<String> {
+        vec![order_lock(event.order_id)]
+    }
+
     async fn handle(
         &self,
         event: PaymentCompleted,
@@ -44,6 +53,10 @@ pub struct CancelRejected;
 
 #[async_trait]
 impl Handler<InventoryRejected> for CancelRejected {
+    fn locks(&self, event: &InventoryRejected) -> Vec<String> {
+        vec![order_lock(event.order_id)]
+    }
+
     async fn handle(
         &self,
         event: InventoryRejected,
@@ -59,6 +72,10 @@ pub struct CancelReleased;
 
 #[async_trait]
 impl Handler<InventoryReleased> for CancelReleased {
+    fn locks(&self, event: &InventoryReleased) -> Vec<String> {
+        vec![order_lock(event.order_id)]
+    }
+
     async fn handle(
         &self,
         event: InventoryReleased,

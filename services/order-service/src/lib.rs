@@ -30,7 +30,9 @@ pub fn spec() -> ServiceSpec {
             topics::ORDER_CANCEL_REQUESTED,
         ])
         .subscriptions(|_| {
+            // Each step names the order it locks: batched on PostgreSQL too.
             Subscriptions::new()
+                .batched_on_postgres()
                 .on::<shared_events::PaymentCompleted>(Confirm)
                 .on::<shared_events::InventoryRejected>(CancelRejected)
                 .on::<shared_events::InventoryReleased>(CancelReleased)

@@ -13,6 +13,16 @@ use uuid::Uuid;
 use crate::domain::{self, PaymentStatus};
 use crate::store::{self, Payment};
 
+/// A user's wallet row, as the handlers name it to lock it.
+fn wallet_lock(user_id: Uuid) -> String {
+    format!("wallet:{user_id}")
+}
+
+/// An order's payment row, as the handlers name it to lock it.
+fn payment_lock(order_id: Uuid) -> String {
+    format!("payment:{order_id}")
+}
+
 /// Opens a wallet with the initial balance for every new user.
 pub struct OpenWallet {
     /// What a new wallet holds, in cents.
@@ -21,6 +31,10 @@ pub struct OpenWallet {
 
 #[async_trait]
 impl Handler<UserSignedUp> for OpenWallet {
+    fn locks(&self, event: &UserSignedUp) -> Vec<String> {
+        vec![wallet_lock(event.user_id)]
+    }
+
     async fn handle(&self, event: UserSignedUp, _meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         store::open_wallet(tx, event.user_id, self.initial_cents, now_ms()).await?;
         Ok(())
@@ -34,6 +48,10 @@ pub struct Charge;
 
 #[async_trait]
 impl Handler<InventoryReserved> for Charge {
+    fn locks(&self, event: &InventoryReserved) -> Vec<String> {
+        vec![payment_lock(event.order_id), wallet_lock(event.user_id)]
+    }
+
     async fn handle(
         &self,
         event: InventoryReserved,
@@ -98,6 +116,11 @@ pub struct Refund;
 
 #[async_trait]
 impl Handler<OrderCancelRequested> for Refund {
+    /// The wallet locked is the payment's user's, the event's user (the order's owner).
+    fn locks(&self, event: &OrderCancelRequested) -> Vec<String> {
+        vec![payment_lock(event.order_id), wallet_lock(event.user_id)]
+    }
+
     async fn handle(
         &self,
         event: OrderCancelRequested,

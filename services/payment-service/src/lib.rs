@@ -54,7 +54,9 @@ pub fn spec(settings: Settings) -> ServiceSpec {
         .migrations(MIGRATIONS)
         .publishes(&[topics::PAYMENT_COMPLETED, topics::PAYMENT_FAILED, topics::PAYMENT_REFUNDED])
         .subscriptions(move |_| {
+            // Each handler names the wallet and payment it locks: batched on PostgreSQL too.
             Subscriptions::new()
+                .batched_on_postgres()
                 .on::<shared_events::UserSignedUp>(OpenWallet {
                     initial_cents: settings.initial_balance_cents,
                 })
