@@ -45,6 +45,11 @@ pub struct Welcome;
 
 #[async_trait]
 impl Handler<UserSignedUp> for Welcome {
+    /// The address row it writes; the other handlers only add rows of fresh ids.
+    fn locks(&self, event: &UserSignedUp) -> Vec<String> {
+        vec![format!("recipient:{}", event.user_id)]
+    }
+
     async fn handle(&self, event: UserSignedUp, meta: &EventMeta, tx: &mut Tx) -> Result<(), HandlerError> {
         let user_id = event.user_id;
         store::save_recipient(tx, user_id, &event.email, &event.name).await?;

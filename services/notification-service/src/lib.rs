@@ -40,6 +40,9 @@ fn subscriptions(context: &Context) -> Subscriptions {
     Subscriptions::new()
         // Mail is sent from the handler: a duplicate must be known before, not at commit.
         .acting_outside()
+        // Its handlers lock no row another transaction locks, but the address the
+        // welcome names: batched on PostgreSQL too.
+        .batched_on_postgres()
         .on::<shared_events::UserSignedUp>(Welcome)
         .on::<shared_events::OrderConfirmed>(OrderMail)
         .on::<shared_events::OrderCancelled>(OrderMail)
