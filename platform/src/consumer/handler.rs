@@ -86,7 +86,9 @@ pub trait Handler<E: Event>: Send + Sync + 'static {
     /// Names every row `handle` may lock for `event` that another transaction of this
     /// group may lock too (`wallet:<user id>`). With [`Subscriptions::batched_on_postgres`]
     /// a batch takes them all, sorted, before its handlers run ([`Tx::lock_names`]), so
-    /// batches cannot deadlock however their events are ordered. None by default.
+    /// batches cannot deadlock however their events are ordered. Other transactions on
+    /// those rows (an HTTP handler's) must lock at most one of them, or name them too.
+    /// None by default.
     fn locks(&self, _event: &E) -> Vec<String> {
         Vec::new()
     }

@@ -7,9 +7,10 @@
 //! stored only after the transaction (or the forward to a retry or dead-letter topic) is
 //! done, and committed in the background: a crash redelivers, and the id check absorbs it.
 //!
-//! Partitions are worked concurrently, each in order. On SQLite the messages already
-//! fetched for a partition are applied in one transaction, and one by one only when one
-//! of them fails (see [`EventConsumer::process_batch`]). A worker that dies (a panic)
+//! Partitions are worked concurrently, each in order. The messages already fetched for a
+//! partition are applied in one transaction (on PostgreSQL only for handlers that lock in
+//! one order, [`Subscriptions::batched_on_postgres`]), and one by one only when one of
+//! them fails (see [`EventConsumer::process_batch`]). A worker that dies (a panic)
 //! ends the consumer with [`ConsumerDied`], so the service stops and is restarted rather
 //! than leave its partition unconsumed; so does a client error that cannot pass (another
 //! instance joined under this one's static name). A handler error that may pass
@@ -346,7 +347,8 @@ pub enum ConsumerDied {
         reason: String,
     },
     /// librdkafka reported an error it cannot recover from, such as being fenced by
-    /// another instance that joined under the same `KAFKA_GROUP_INSTANCE_ID`.
+    /// another instance that joined under the same `KAFKA_GROUP_INSTANCE_ID`, or refused
+    /// the subscription.
     #[error("the Kafka consumer failed for good ({0})")]
     Fatal(String),
 }

@@ -333,7 +333,8 @@ async fn messages_fetched_together_are_applied_once_each_in_order_and_share_a_tr
         Backend::Sqlite => {
             assert!(metric(&topic, "consumer_batch_size_count") >= 1.0, "some messages shared a transaction");
         }
-        // Each message in a transaction of its own: batches deadlock there (see process_batch).
+        // Each message in a transaction of its own: these subscriptions do not say
+        // `batched_on_postgres` (see process_batch).
         Backend::Postgres => assert_eq!(metric(&topic, "consumer_batch_size_count"), 0.0),
     }
     assert_eq!(metric(&topic, "consumer_batch_fallbacks_total"), 0.0);

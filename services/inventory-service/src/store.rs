@@ -76,9 +76,9 @@ pub async fn all(conn: &mut AnyConnection) -> Result<Vec<Product>, sqlx::Error> 
         .collect()
 }
 
-/// The stock of `skus` (given in SKU order), locked until the transaction ends. One
-/// statement; on PostgreSQL its rows are locked in SKU order, so two transactions never
-/// wait on each other crosswise.
+/// The stock of `skus` (given in SKU order), locked until the transaction ends, in one
+/// statement. (Across a batch's orders it is the `stock` lock the handlers name that
+/// keeps two transactions from waiting on each other crosswise.)
 pub async fn lock_stock(tx: &mut Tx, skus: &[&String]) -> Result<BTreeMap<String, Stock>, sqlx::Error> {
     if skus.is_empty() {
         return Ok(BTreeMap::new());

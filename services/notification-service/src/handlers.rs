@@ -45,7 +45,7 @@ pub struct Welcome;
 
 #[async_trait]
 impl Handler<UserSignedUp> for Welcome {
-    /// The address row it writes; the other handlers only add rows of fresh ids.
+    /// The address row it writes, which a welcome of the same user would also write.
     fn locks(&self, event: &UserSignedUp) -> Vec<String> {
         vec![format!("recipient:{}", event.user_id)]
     }

@@ -40,8 +40,9 @@ fn subscriptions(context: &Context) -> Subscriptions {
     Subscriptions::new()
         // Mail is sent from the handler: a duplicate must be known before, not at commit.
         .acting_outside()
-        // Its handlers lock no row another transaction locks, but the address the
-        // welcome names: batched on PostgreSQL too.
+        // Its handlers add rows whose keys only a copy of the same event shares (copies
+        // are claimed before any handler runs), and the welcome names the address it
+        // writes: batched on PostgreSQL too.
         .batched_on_postgres()
         .on::<shared_events::UserSignedUp>(Welcome)
         .on::<shared_events::OrderConfirmed>(OrderMail)

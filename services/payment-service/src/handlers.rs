@@ -116,7 +116,8 @@ pub struct Refund;
 
 #[async_trait]
 impl Handler<OrderCancelRequested> for Refund {
-    /// The wallet locked is the payment's user's, the event's user (the order's owner).
+    /// The wallet locked is the payment's user's, which must be the event's user (the
+    /// order's owner); `handle` refuses the event otherwise.
     fn locks(&self, event: &OrderCancelRequested) -> Vec<String> {
         vec![payment_lock(event.order_id), wallet_lock(event.user_id)]
     }
@@ -130,6 +131,14 @@ impl Handler<OrderCancelRequested> for Refund {
         let Some(payment) = store::lock_payment(tx, event.order_id).await? else {
             return Err(HandlerError::permanent(format!("no payment for order {}", event.order_id)));
         };
+        if payment.user_id != event.user_id {
+            // The wallet named to lock is the event's user's: refunding another would lock
+            // a row unnamed, which a batch beside this one might hold.
+            return Err(HandlerError::permanent(format!(
+                "order {} was paid by user {}, not by {}",
+                event.order_id, payment.user_id, event.user_id
+            )));
+        }
         let Some(refunded) = domain::refund(payment.status) else {
             return Ok(()); // refused (nothing was taken), or refunded already
         };

@@ -312,3 +312,28 @@ async fn a_users_payments_are_their_own_and_an_admin_lists_everyones() {
     assert_eq!(wallets.payments_as(&admin, &theirs).await.map(order_ids), Ok(vec![json!(bobs)]));
     assert_eq!(wallets.payments_as(&admin, &their_order).await.map(|p| p.len()), Ok(1));
 }
+
+#[tokio::test]
+async fn a_cancel_naming_another_user_than_the_payer_is_refused_and_moves_nothing() {
+    let wallets = Wallets::new().await;
+    let (payer, other) = (wallets.user(1_000).await, wallets.user(1_000).await);
+    let order_id = Uuid::now_v7();
+    wallets.charge(order_id, payer, 300).await;
+
+    let mut tx = wallets.db.begin_write().await.expect("begin");
+    let refused = Refund
+        .handle(OrderCancelRequested { order_id, user_id: other }, &testkit::event_meta(), &mut tx)
+        .await
+        .expect_err("refused");
+    tx.rollback().await.expect("rollback");
+    assert!(matches!(refused, HandlerError::Permanent(_)), "{refused:?}");
+    assert!(causes(&refused).contains(&format!("paid by user {payer}, not by {other}")), "{refused:?}");
+    assert_eq!((wallets.balance(payer).await, wallets.balance(other).await), (700, 1_000));
+    assert_eq!(wallets.payments(Some(order_id)).await[0]["status"], "COMPLETED");
+}
+
+/// The error's causes, as one line.
+fn causes(error: &HandlerError) -> String {
+    let (HandlerError::Permanent(cause) | HandlerError::Transient(cause)) = error;
+    format!("{cause:#}")
+}
