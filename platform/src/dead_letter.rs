@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
@@ -77,28 +77,28 @@ pub async fn read_all(kafka: &KafkaConfig, topic: &str) -> Result<Vec<OwnedMessa
 }
 
 fn read_blocking(consumer: &BaseConsumer, topic: &str) -> Result<Vec<OwnedMessage>, ReplayError> {
-    let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .ok_or_else(|| ReplayError::NoTopic(topic.to_owned()))?;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, READ_TIMEOUT)?;
-        if high > low {
-            assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
-            ends.push((partition, high));
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    let extent = loop {
+        match extent(consumer, topic) {
+            Err(ReplayError::Kafka(error))
+                if leader_moving(&error) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            extent => break extent?,
         }
-    }
+    };
     let mut messages = Vec::new();
-    if ends.is_empty() {
+    if extent.is_empty() {
         return Ok(messages);
     }
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for (partition, low, high) in extent {
+        assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+        ends.push((partition, high));
+    }
     consumer.assign(&assignment)?;
-    let deadline = std::time::Instant::now() + READ_TIMEOUT;
     let done = |messages: &[OwnedMessage]| {
         ends.iter().all(|(partition, high)| {
             messages.iter().filter(|m| m.partition() == *partition).map(|m| m.offset()).max()
@@ -115,6 +115,35 @@ fn read_blocking(consumer: &BaseConsumer, topic: &str) -> Result<Vec<OwnedMessag
     }
     messages.sort_by_key(|m| (m.partition(), m.offset()));
     Ok(messages)
+}
+
+/// The partitions of `topic` that hold messages, with their first and end offsets.
+fn extent(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i64, i64)>, ReplayError> {
+    let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .ok_or_else(|| ReplayError::NoTopic(topic.to_owned()))?;
+    let mut extent = Vec::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, READ_TIMEOUT)?;
+        if high > low {
+            extent.push((partition, low, high));
+        }
+    }
+    Ok(extent)
+}
+
+/// Whether the broker answered that a partition's leader is moving or not elected yet: a
+/// topic created a moment ago (a first dead letter's) answers so briefly, as does one
+/// whose broker just changed (CI once failed a read on `NotLeaderForPartition`).
+fn leader_moving(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable)
+    )
 }
 
 /// Puts the selected messages of dead-letter topic `topic` back on their original topics;
@@ -159,4 +188,18 @@ pub async fn replay(kafka: &KafkaConfig, topic: &str, selection: Selection) -> R
         tracing::info!(from = topic, to = %origin, partition = message.partition(), offset = message.offset(), "replayed");
     }
     Ok(messages.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_waits_out_a_moving_leader_and_nothing_else() {
+        assert!(leader_moving(&KafkaError::MetadataFetch(RDKafkaErrorCode::NotLeaderForPartition)));
+        assert!(leader_moving(&KafkaError::MetadataFetch(RDKafkaErrorCode::LeaderNotAvailable)));
+        assert!(!leader_moving(&KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)));
+        assert!(!leader_moving(&KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure)));
+        assert!(!leader_moving(&KafkaError::Canceled));
+    }
 }

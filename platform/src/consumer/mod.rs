@@ -191,11 +191,12 @@ impl EventConsumer {
         })
     }
 
-    /// Joins the group and consumes until `shutdown` is cancelled; then lets each worker finish the message in
-    /// hand, commits the stored offsets and leaves the group (a static member does not
-    /// leave: its partitions wait for it for the session timeout). Returns an error, after the
-    /// same shutdown, when a partition's worker died (a panic) or the client failed for
-    /// good: its partitions would otherwise stay unconsumed while the service looks well.
+    /// Joins the group and consumes until `shutdown` is cancelled; then lets each worker
+    /// finish the message in hand, commits the stored offsets and leaves the group (a
+    /// static member does not leave: its partitions wait for it for the session timeout).
+    /// Returns an error, after the same shutdown, when a partition's worker died (a panic)
+    /// or the client failed for good: its partitions would otherwise stay unconsumed while
+    /// the service looks well.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerDied> {
         let topics: Vec<&str> = self.subscribed.iter().map(String::as_str).collect();
         if let Err(error) = self.consumer.subscribe(&topics) {
