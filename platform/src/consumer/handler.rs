@@ -122,19 +122,25 @@ pub trait RawHandler: Send + Sync + 'static {
 }
 
 /// A handler with its event type erased, so one table can route every topic.
-#[async_trait]
 pub(crate) trait Route: Send + Sync {
     /// The id the message's effects are recorded under for deduplication.
     fn dedupe_id(&self, incoming: &Incoming<'_>) -> Result<String, HandlerError>;
 
-    /// Applies the message through `tx`; the caller has made sure it is new, and commits.
-    async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError>;
+    /// Reads the message for its handler, once: a batch asks what it locks before any
+    /// message of it is applied.
+    fn read<'r>(&'r self, incoming: &Incoming<'_>) -> Result<Box<dyn Readied + 'r>, HandlerError>;
+}
 
-    /// What its handler names for [`Handler::locks`]; none for a message it cannot read
-    /// (its `apply` fails before locking anything).
-    fn locks(&self, _incoming: &Incoming<'_>) -> Vec<String> {
+/// A message read for its handler.
+#[async_trait]
+pub(crate) trait Readied: Send {
+    /// What its handler names for [`Handler::locks`].
+    fn locks(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Applies it through `tx`; the caller has made sure it is new, and commits.
+    async fn apply(self: Box<Self>, tx: &mut Tx) -> Result<(), HandlerError>;
 }
 
 struct Typed<E, H> {
@@ -142,19 +148,33 @@ struct Typed<E, H> {
     event: PhantomData<fn() -> E>,
 }
 
-#[async_trait]
 impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
     fn dedupe_id(&self, incoming: &Incoming<'_>) -> Result<String, HandlerError> {
         Ok(event_id(incoming)?.to_string())
     }
 
-    async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError> {
+    fn read<'r>(&'r self, incoming: &Incoming<'_>) -> Result<Box<dyn Readied + 'r>, HandlerError> {
         let (event, meta) = decode::<E>(incoming)?;
-        self.handler.handle(event, &meta, tx).await
+        Ok(Box::new(TypedEvent { handler: &self.handler, event, meta }))
+    }
+}
+
+/// An event decoded for its handler.
+struct TypedEvent<'h, E, H> {
+    handler: &'h H,
+    event: E,
+    meta: EventMeta,
+}
+
+#[async_trait]
+impl<E: Event, H: Handler<E>> Readied for TypedEvent<'_, E, H> {
+    fn locks(&self) -> Vec<String> {
+        self.handler.locks(&self.event)
     }
 
-    fn locks(&self, incoming: &Incoming<'_>) -> Vec<String> {
-        decode::<E>(incoming).map(|(event, _)| self.handler.locks(&event)).unwrap_or_default()
+    async fn apply(self: Box<Self>, tx: &mut Tx) -> Result<(), HandlerError> {
+        let Self { handler, event, meta } = *self;
+        handler.handle(event, &meta, tx).await
     }
 }
 
@@ -239,7 +259,6 @@ struct Raw<H> {
     marker: &'static str,
 }
 
-#[async_trait]
 impl<H: RawHandler> Route for Raw<H> {
     /// Keyed by position, not by ce_id: the same event replayed and applied later must
     /// not look processed already, and a message without a ce_id is still a message.
@@ -248,10 +267,10 @@ impl<H: RawHandler> Route for Raw<H> {
         Ok(format!("{}:{}:{}:{}", self.marker, delivery.topic, delivery.partition, delivery.offset))
     }
 
-    async fn apply(&self, incoming: &Incoming<'_>, tx: &mut Tx) -> Result<(), HandlerError> {
+    fn read<'r>(&'r self, incoming: &Incoming<'_>) -> Result<Box<dyn Readied + 'r>, HandlerError> {
         let Incoming { message, headers, delivery } = incoming;
         let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
-        let raw = RawMessage {
+        let message = RawMessage {
             topic: delivery.topic.clone(),
             partition: delivery.partition,
             offset: delivery.offset,
@@ -259,7 +278,20 @@ impl<H: RawHandler> Route for Raw<H> {
             payload: text(message.payload()),
             headers: headers.clone(),
         };
-        self.handler.handle(raw, tx).await
+        Ok(Box::new(RawRead { handler: &self.handler, message }))
+    }
+}
+
+/// A message as it is, for its handler.
+struct RawRead<'h, H> {
+    handler: &'h H,
+    message: RawMessage,
+}
+
+#[async_trait]
+impl<H: RawHandler> Readied for RawRead<'_, H> {
+    async fn apply(self: Box<Self>, tx: &mut Tx) -> Result<(), HandlerError> {
+        self.handler.handle(self.message, tx).await
     }
 }
 

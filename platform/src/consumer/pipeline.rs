@@ -119,17 +119,17 @@ impl Pipeline {
     /// with handlers acting outside, of those before the first that failed. `None`
     /// (nothing applied) when the transaction rolled back.
     async fn apply_together(&self, batch: &[Incoming<'_>]) -> Option<Vec<Outcome>> {
-        let mut routes = Vec::with_capacity(batch.len());
         let mut ids = Vec::with_capacity(batch.len());
+        // A message that cannot be read fails where it would be applied, as it would alone.
+        let mut read = Vec::with_capacity(batch.len());
         for message in batch {
             let route = self.route(message).ok()?;
             ids.push(route.dedupe_id(message).ok()?);
-            routes.push(route);
+            read.push(route.read(message));
         }
         let mut tx = self.db.begin_write().await.ok()?;
         if self.db.backend() == Backend::Postgres {
-            let names: Vec<String> =
-                batch.iter().zip(&routes).flat_map(|(m, route)| route.locks(m)).collect();
+            let names: Vec<String> = read.iter().flatten().flat_map(|message| message.locks()).collect();
             tx.lock_names(&names).await.ok()?;
         }
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -150,11 +150,14 @@ impl Pipeline {
             new
         };
         let mut outcomes = Vec::with_capacity(batch.len());
-        for (index, (message, route)) in batch.iter().zip(routes).enumerate() {
+        for (index, (message, read)) in batch.iter().zip(read).enumerate() {
             let started = Instant::now();
             let outcome = if new[index] {
                 let point = if outside { Some(tx.savepoint().await.ok()?) } else { None };
-                let applied = route.apply(message, &mut tx).instrument(consume_span(message)).await;
+                let applied = match read {
+                    Ok(read) => read.apply(&mut tx).instrument(consume_span(message)).await,
+                    Err(error) => Err(error),
+                };
                 if let Err(error) = applied {
                     // Nothing acted on yet, or a failed statement (the transaction is in
                     // doubt): the whole batch goes message by message.
@@ -248,17 +251,22 @@ impl Pipeline {
     async fn apply_alone(&self, message: &Incoming<'_>) -> Result<Outcome, HandlerError> {
         let route = self.route(message)?;
         let id = route.dedupe_id(message)?;
+        // A copy of a message that cannot be read is still a copy: it is dropped below.
+        let read = route.read(message);
         let mut tx = self.db.begin_write().await?;
-        if self.db.backend() == Backend::Postgres && self.routes.batches_on_postgres() {
+        if self.db.backend() == Backend::Postgres
+            && self.routes.batches_on_postgres()
+            && let Ok(read) = &read
+        {
             // As a batch takes them: a transaction that locked rows unnamed could hold one
             // that a batch waits for while it waits for one that batch holds.
-            tx.lock_names(&route.locks(message)).await?;
+            tx.lock_names(&read.locks()).await?;
         }
         if !dedupe::first_time(&mut tx, &self.group, &id).await? {
             tx.rollback().await?;
             return Ok(Outcome::Duplicate);
         }
-        route.apply(message, &mut tx).await?;
+        read?.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(Outcome::Applied)
     }
