@@ -13,7 +13,9 @@
 #   stack/stack.sh cli CLASS [ARGS...]                 run a Kafka tool (see stack/bin/)
 #
 # Environment: KAFKA_BROKERS=1|3 (3: a cluster on one host, replication factor 3, min ISR 2),
-# KAFKA_PORT (9092), ZIPKIN_PORT (9411), PG_PORT (5432), STACK_DIR (.stack).
+# KAFKA_PORT (9092), ZIPKIN_PORT (9411), PG_PORT (5432), STACK_DIR (.stack),
+# PG_STAT_STATEMENTS=1 (PostgreSQL counts every statement in the `postgres` database's
+# pg_stat_statements view, as the README's statement figures do; it costs a little CPU).
 # Starting what already runs is harmless: it is reported and left alone.
 set -euo pipefail
 
@@ -289,10 +291,15 @@ start_postgres() {
       pg_as "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
     fi
+    local options="-p $PG_PORT -c listen_addresses=127.0.0.1 -k $dir/run -c max_connections=300"
+    [[ ${PG_STAT_STATEMENTS:-} == 1 ]] && options+=" -c shared_preload_libraries=pg_stat_statements"
     log "starting postgres on 127.0.0.1:$PG_PORT"
-    pg_as "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $dir/run -c max_connections=300" start >/dev/null \
+    pg_as "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 -o "$options" start >/dev/null \
       || { tail -n 40 "$dir/postgres.log" >&2; die "postgres did not come up"; }
+  fi
+  if [[ ${PG_STAT_STATEMENTS:-} == 1 ]]; then
+    { psql_q "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" && psql_q "SELECT 1 FROM pg_stat_statements LIMIT 1"; } \
+      >/dev/null 2>&1 || die "PG_STAT_STATEMENTS=1, but the running server has not loaded pg_stat_statements: stop it first"
   fi
   for db in "${PG_DATABASES[@]}"; do
     if [[ -z $(psql_q "SELECT 1 FROM pg_database WHERE datname = '$db'") ]]; then
