@@ -141,7 +141,6 @@ impl Db {
                 let readers = sqlite_pool(8).connect(url).await.map_err(connect_error)?;
                 let mut conn = AnyConnection::connect(url).await.map_err(connect_error)?;
                 conn.execute(SQLITE_SYNCHRONOUS).await.map_err(connect_error)?;
-                conn.execute(SQLITE_CHECKPOINT_EVERY).await.map_err(connect_error)?;
                 let writer = SqliteWriter { conn: Some(conn), open: false };
                 (readers, Writer::Sqlite(Arc::new(Mutex::new(writer))))
             }
@@ -281,12 +280,6 @@ fn sqlite_pool(connections: u32) -> AnyPoolOptions {
 
 /// Durable across a process crash (not a power cut), and no fsync per commit.
 const SQLITE_SYNCHRONOUS: &str = "PRAGMA synchronous = NORMAL";
-
-/// Copy the log into the database file every 10,000 pages (about 40 MB of log) rather than
-/// SQLite's 1,000: a checkpoint writes each page it copies once, however often the log
-/// holds it, and the same few pages (the outbox's, an index's last leaf) change at every
-/// commit. The services' CPU per saga at `--rate 300` fell 2.4 % (README "How fast").
-const SQLITE_CHECKPOINT_EVERY: &str = "PRAGMA wal_autocheckpoint = 10000";
 
 /// The first key of the advisory locks [`Tx::lock_names`] takes: their own space, apart
 /// from the relay's and the clean-up's single-key locks.
