@@ -20,6 +20,8 @@ use sqlx::{
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use uuid::Uuid;
 
+use crate::outbox::feed::Feed;
+
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -95,6 +97,8 @@ pub struct Db {
     /// On PostgreSQL, this instance's name in the outbox's notifications (its connections'
     /// `outbox.writer` setting): its relay skips them, as the doorbell rang already.
     writer_id: Arc<str>,
+    /// On SQLite, the rows its commits wrote to the outbox, handed to the relay.
+    feed: Option<Arc<Feed>>,
 }
 
 /// Where write transactions run.
@@ -115,6 +119,8 @@ struct SqliteWriter {
     /// A transaction may be open on it: one that was dropped, or failed, before it
     /// ended. The next writer rolls it back first.
     open: bool,
+    /// Where commits queue the outbox rows they wrote.
+    feed: Arc<Feed>,
 }
 
 impl Db {
@@ -125,7 +131,7 @@ impl Db {
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let connect_error = |source| DbError::Connect { url: mask_password(url), source };
         let writer_id: Arc<str> = Uuid::new_v4().to_string().into();
-        let (pool, writer) = match backend {
+        let (pool, writer, feed) = match backend {
             Backend::Sqlite => {
                 create_sqlite_parent(url).map_err(|e| connect_error(sqlx::Error::Io(e)))?;
                 // WAL lets readers run beside the one writer, and a commit appends to the
@@ -141,8 +147,9 @@ impl Db {
                 let readers = sqlite_pool(8).connect(url).await.map_err(connect_error)?;
                 let mut conn = AnyConnection::connect(url).await.map_err(connect_error)?;
                 conn.execute(SQLITE_SYNCHRONOUS).await.map_err(connect_error)?;
-                let writer = SqliteWriter { conn: Some(conn), open: false };
-                (readers, Writer::Sqlite(Arc::new(Mutex::new(writer))))
+                let feed = Arc::new(Feed::default());
+                let writer = SqliteWriter { conn: Some(conn), open: false, feed: feed.clone() };
+                (readers, Writer::Sqlite(Arc::new(Mutex::new(writer))), Some(feed))
             }
             Backend::Postgres => {
                 let writer_id = writer_id.clone();
@@ -161,11 +168,11 @@ impl Db {
                     .connect(url)
                     .await
                     .map_err(connect_error)?;
-                (pool.clone(), Writer::Postgres(pool))
+                (pool.clone(), Writer::Postgres(pool), None)
             }
         };
         let outbox_written = Arc::new(Notify::new());
-        let db = Self { pool, writer, backend, url: url.into(), outbox_written, writer_id };
+        let db = Self { pool, writer, backend, url: url.into(), outbox_written, writer_id, feed };
         for set in std::iter::once(&&PLATFORM_MIGRATIONS).chain(migrations) {
             let mut migrator = match backend {
                 Backend::Sqlite => (set.sqlite)(),
@@ -198,6 +205,11 @@ impl Db {
         self.backend
     }
 
+    /// On SQLite, what its commits hand the relay.
+    pub(crate) fn feed(&self) -> Option<&Feed> {
+        self.feed.as_deref()
+    }
+
     /// Starts a transaction that will write. On SQLite writers queue in this process first,
     /// then take the write lock at once (`BEGIN IMMEDIATE`), so two writers never fail or
     /// back off when one upgrades its read lock. The `BEGIN` goes to SQLite with the
@@ -206,7 +218,7 @@ impl Db {
         let inner = match &self.writer {
             Writer::Sqlite(writer) => {
                 let mut writer = writer.clone().lock_owned().await;
-                let SqliteWriter { conn, open } = &mut *writer;
+                let SqliteWriter { conn, open, .. } = &mut *writer;
                 let conn = conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
                 if *open {
                     // Left by a transaction that was dropped or failed; it may have ended
@@ -599,16 +611,20 @@ impl Tx {
             let deferred = self.deferred.remove(0);
             deferred.run_boxed(&mut self).await?;
         }
-        let wrote_events = !self.outbox.is_empty();
+        let rows = std::mem::take(&mut self.outbox);
+        let wrote_events = !rows.is_empty();
         if wrote_events {
-            let rows = std::mem::take(&mut self.outbox);
             crate::outbox::insert_rows(&mut self, &rows).await?;
         }
         match self.inner {
             Inner::Sqlite { mut writer, mut pending } => {
                 pending.sql.push_str(";\nCOMMIT");
-                run_script(&mut writer, &mut pending).await?;
+                let returned = run_script(&mut writer, &mut pending).await?;
                 writer.open = false;
+                if wrote_events {
+                    // Still holding the writer, so in commit order.
+                    writer.feed.queue(rows, &returned);
+                }
             }
             Inner::Postgres(tx) => tx.commit().await?,
         }

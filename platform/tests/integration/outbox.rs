@@ -123,6 +123,105 @@ async fn a_thousand_events_of_one_key_arrive_in_order() {
     assert_eq!(seen, (1..=1000).collect::<Vec<u32>>());
 }
 
+/// The quantities of the orders on `topic`, in the order of its partition (tests here
+/// publish one key).
+async fn quantities_on(topic: &str) -> Vec<u64> {
+    let messages = platform::dead_letter::read_all(&kafka_config(), topic).await.expect("read");
+    messages
+        .iter()
+        .map(|message| {
+            let payload: serde_json::Value =
+                serde_json::from_slice(message.payload().expect("payload")).expect("json");
+            payload["items"][0]["quantity"].as_u64().expect("a quantity")
+        })
+        .collect()
+}
+
+/// Commits one order of `quantity` through `db`, onto `topic`; returns its event id.
+async fn commit_order(db: &platform::db::Db, topic: &str, order_id: Uuid, quantity: u32) -> Uuid {
+    let mut tx = db.begin_write().await.expect("begin");
+    let event_id = tx.publish_to(topic, &order(order_id, quantity)).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    event_id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_and_another_connections_rows_go_out_once_each_in_order_among_this_ones() {
+    let (database, db) = database().await;
+    // A second handle on the same database: the relay of `db` is handed none of its rows,
+    // as with rows left by the process before a restart, or an operator's own INSERT.
+    let other = platform::db::Db::connect(&database.url, &[&crate::support::EFFECTS]).await.expect("other");
+    let topic = topic("it.outbox.feed").await;
+    let order_id = Uuid::new_v4();
+    for quantity in 1..=5 {
+        commit_order(&other, &topic, order_id, quantity).await;
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay(&db).run(stop.clone()));
+    // One commit at a time, so quantities follow ids; every seventh through the other
+    // handle, and now and then a pause that lets the relay go idle.
+    for quantity in 6..=400 {
+        let through = if quantity % 7 == 0 { &other } else { &db };
+        commit_order(through, &topic, order_id, quantity).await;
+        if quantity % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eventually(Duration::from_secs(30), "every row published", || async {
+        platform::outbox::backlog(&db).await.expect("backlog") == 0
+    })
+    .await;
+    stop.cancel();
+    relaying.await.expect("relay task");
+    // Nothing failed, so nothing went twice.
+    assert_eq!(quantities_on(&topic).await, (1..=400).collect::<Vec<u64>>());
+    other.close().await;
+}
+
+#[tokio::test]
+async fn rows_left_pending_by_a_failed_send_go_out_again_before_later_ones() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.failed").await;
+    let order_id = Uuid::new_v4();
+    let relay = relay(&db);
+    for quantity in 1..=2 {
+        commit_order(&db, &topic, order_id, quantity).await;
+        assert_eq!(relay.publish_pending().await.expect("relay step"), 1);
+    }
+    // Order 3 is larger than the producer takes (message.max.bytes): its send fails at
+    // once. Order 4, committed after it, goes out beside it in the same batch, but is not
+    // marked, as it follows a row that failed.
+    let mut tx = db.begin_write().await.expect("begin");
+    let oversized = OrderCreated::placed(
+        order_id,
+        Uuid::nil(),
+        vec![OrderItem { sku: "S".repeat(1_100_000), quantity: 3 }],
+    );
+    let failing = tx.publish_to(&topic, &oversized).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    commit_order(&db, &topic, order_id, 4).await;
+    let failed = relay.publish_pending().await;
+    assert!(matches!(failed, Err(platform::outbox::RelayError::Kafka(_))), "{failed:?}");
+    assert_eq!(relay.backlog().await.expect("backlog"), 2, "3 and 4 wait");
+
+    // The cause goes away, and a new commit comes: the relay sends the rows left pending
+    // first, then the new one, then goes on with what it is handed.
+    let payload = serde_json::to_string(&order(order_id, 3)).expect("json");
+    sqlx::query("UPDATE outbox SET payload = $1 WHERE event_id = $2")
+        .bind(payload)
+        .bind(failing.to_string())
+        .execute(db.pool())
+        .await
+        .expect("smaller");
+    commit_order(&db, &topic, order_id, 5).await;
+    assert_eq!(relay.publish_pending().await.expect("relay step"), 3);
+    commit_order(&db, &topic, order_id, 6).await;
+    assert_eq!(relay.publish_pending().await.expect("relay step"), 1);
+    assert_eq!(relay.backlog().await.expect("backlog"), 0);
+    // 4's first copy went out beside the failed 3; consumers drop its second by its id.
+    assert_eq!(quantities_on(&topic).await, [1, 2, 4, 3, 4, 5, 6]);
+}
+
 #[tokio::test]
 async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
     let (_database, db) = database().await;

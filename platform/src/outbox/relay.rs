@@ -1,22 +1,5 @@
-//! The transactional outbox: events are written in the transaction of the state change
-//! they describe ([`Tx::publish`]), and the [`Relay`] publishes them to Kafka afterwards.
-//!
-//! Delivery is at least once. The relay marks rows published only after Kafka has
-//! acknowledged them (idempotent producer, acks=all); a crash between the ack and the
-//! mark publishes them again, and consumers drop the duplicate by event id.
-//!
-//! Order: pending rows are sent in id order, one aggregate's rows share a key and so a
-//! partition, and the idempotent producer keeps a partition's order across retries. A row
-//! after an unacknowledged one is not marked, so it cannot overtake it. Ids follow commit
-//! order per aggregate because services lock an aggregate's row before writing its events.
-//!
-//! On PostgreSQL several instances of a service may share the database: a batch is read,
-//! sent and marked under one transaction-scoped advisory lock, so the relays take turns
-//! instead of all sending the same rows (order would survive that, through the consumers'
-//! duplicate check, but every event would go out once per instance). On SQLite there is
-//! one process per database file.
+//! The relay: publishes what the outbox holds, in id order, and marks it published.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -26,131 +9,21 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use shared_events::{Event, headers};
+use shared_events::headers;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use uuid::Uuid;
 
+use super::OutboxRow;
+use super::feed::{Feed, Pending, Taken};
 use crate::cleanup::{self, Retention};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::KafkaConfig;
 use crate::db::{Backend, Db, Tx};
 use crate::kafka::{CountedProducer, producer};
 use crate::metrics;
-
-impl Tx {
-    /// Adds `event` to the outbox, to be published once this transaction commits. The
-    /// current span's trace context is kept with it, so its consumers join the trace.
-    /// Returns the event id (`ce_id`).
-    pub async fn publish<E: Event>(&mut self, event: &E) -> Result<Uuid, sqlx::Error> {
-        self.publish_to(E::TOPIC, event).await
-    }
-
-    /// [`Tx::publish`] onto another topic than the event's own (tests use fresh topics).
-    /// The row is written with the transaction's other events at commit, in one statement.
-    pub async fn publish_to<E: Event>(&mut self, topic: &str, event: &E) -> Result<Uuid, sqlx::Error> {
-        let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        // Time-ordered (v7): the outbox and every consumer's `processed_events` index it, and
-        // inserts then append to those indexes instead of dirtying a random page each.
-        let event_id = Uuid::now_v7();
-        let mut trace = current_trace_context();
-        self.outbox.push(OutboxRow {
-            event_id: event_id.to_string(),
-            topic: topic.to_owned(),
-            key: event.key(),
-            event_type: Cow::Borrowed(E::TYPE),
-            payload,
-            traceparent: trace.remove(headers::TRACEPARENT),
-            tracestate: trace.remove(headers::TRACESTATE),
-            created_at_ms: now_ms(),
-        });
-        Ok(event_id)
-    }
-
-    /// Adds an event that was published before to the outbox again, as it was: the same
-    /// id, type, key and payload (a dead letter put back on its topic). A consumer that
-    /// applied it after all drops it by its id. The current span's trace context goes
-    /// with it, as with [`Tx::publish`].
-    ///
-    /// The outbox keeps event ids unique: a row this event left there (published and kept
-    /// for its retention, or still waiting) is replaced, so it goes out once more.
-    pub async fn publish_again(&mut self, event: Republish) -> Result<(), sqlx::Error> {
-        self.write("DELETE FROM outbox WHERE event_id = $1").bind(&event.event_id).await?;
-        let mut trace = current_trace_context();
-        self.outbox.push(OutboxRow {
-            event_id: event.event_id,
-            topic: event.topic,
-            key: event.key,
-            event_type: Cow::Owned(event.event_type),
-            payload: event.payload,
-            traceparent: trace.remove(headers::TRACEPARENT),
-            tracestate: trace.remove(headers::TRACESTATE),
-            created_at_ms: now_ms(),
-        });
-        Ok(())
-    }
-}
-
-/// An event to publish once more, exactly as it was published the first time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Republish {
-    /// The contract's topic name (the relay puts the topic prefix before it).
-    pub topic: String,
-    /// Its `ce_id`.
-    pub event_id: String,
-    /// Its `ce_type`.
-    pub event_type: String,
-    /// The message key.
-    pub key: String,
-    /// The JSON payload.
-    pub payload: String,
-}
-
-/// An event published in a transaction, written to the outbox when it commits.
-#[derive(Debug)]
-pub(crate) struct OutboxRow {
-    event_id: String,
-    topic: String,
-    key: String,
-    event_type: Cow<'static, str>,
-    payload: String,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
-    created_at_ms: i64,
-}
-
-/// Writes `rows` to the outbox, in their order, with as few statements as it can.
-pub(crate) async fn insert_rows(tx: &mut Tx, rows: &[OutboxRow]) -> Result<(), sqlx::Error> {
-    let head = "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, traceparent, tracestate, \
-                created_at_ms)";
-    tx.write_rows((head, ""), 8, rows, |insert, row| {
-        insert
-            .bind(row.event_id.as_str())
-            .bind(row.topic.as_str())
-            .bind(row.key.as_str())
-            .bind(row.event_type.as_ref())
-            .bind(row.payload.as_str())
-            .bind(row.traceparent.as_deref())
-            .bind(row.tracestate.as_deref())
-            .bind(row.created_at_ms)
-    })
-    .await
-}
-
-/// W3C trace context of the current span (empty when nothing is traced).
-fn current_trace_context() -> HashMap<String, String> {
-    let mut carrier = HashMap::new();
-    let context = Span::current().context();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    carrier
-}
-
-/// Events of `db` waiting to be published.
-pub async fn backlog(db: &Db) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").fetch_one(db.pool()).await
-}
 
 /// How the relay batches, waits and cleans up.
 #[derive(Debug, Clone)]
@@ -204,21 +77,65 @@ impl std::fmt::Debug for Relay {
     }
 }
 
-/// One claimed outbox row.
-struct Pending {
-    id: i64,
-    event_id: String,
-    topic: String,
-    key: String,
-    event_type: String,
-    payload: String,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
-    created_at_ms: i64,
-}
-
 /// Key of the PostgreSQL advisory lock that serialises the relays of one database.
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+
+/// What became of a batch: how many rows Kafka acknowledged, in order up to the first
+/// failure, and that failure.
+struct Sent {
+    acked: usize,
+    failed: Option<KafkaError>,
+}
+
+impl Sent {
+    /// How many went out, or the failure that stopped the rest.
+    fn into_result(self) -> Result<usize, RelayError> {
+        match self.failed {
+            Some(error) => Err(error.into()),
+            None => Ok(self.acked),
+        }
+    }
+}
+
+/// Pending rows as the relay's `SELECT` returns them.
+fn decode(rows: Vec<AnyRow>) -> Result<Vec<Pending>, sqlx::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok(Pending {
+                id: row.try_get(0)?,
+                row: OutboxRow {
+                    event_id: row.try_get(1)?,
+                    topic: row.try_get(2)?,
+                    key: row.try_get(3)?,
+                    event_type: std::borrow::Cow::Owned(row.try_get(4)?),
+                    payload: row.try_get(5)?,
+                    traceparent: row.try_get(6)?,
+                    tracestate: row.try_get(7)?,
+                    created_at_ms: row.try_get(8)?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Marks `ids` published: a range when they run on without a hole, as handed-over rows
+/// always do (one statement text, which the statement cache keeps), a list otherwise.
+async fn mark_published(tx: &mut Tx, ids: &[i64]) -> Result<(), sqlx::Error> {
+    let (first, last) = (ids[0], ids[ids.len() - 1]);
+    if last - first + 1 == ids.len() as i64 {
+        tx.write("UPDATE outbox SET published_at_ms = $1 WHERE id BETWEEN $2 AND $3")
+            .bind(now_ms())
+            .bind(first)
+            .bind(last)
+            .await
+    } else {
+        let sql = format!(
+            "UPDATE outbox SET published_at_ms = $1 WHERE id IN ({})",
+            crate::db::params(ids.len(), 2)
+        );
+        tx.write(sqlx::AssertSqlSafe(sql)).bind(now_ms()).bind_all(ids.iter().copied()).await
+    }
+}
 
 impl Relay {
     /// A relay for `db`, publishing as `source` (the `ce_source` of its events).
@@ -235,80 +152,93 @@ impl Relay {
     /// Publishes one batch of pending events and marks them published; returns how many.
     /// Tests call this step directly instead of waiting on [`Relay::run`].
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
-        let mut locked = match self.db.backend() {
-            Backend::Postgres => {
-                let mut tx = self.db.begin_write().await?;
-                sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS relay_lock")
-                    .bind(RELAY_LOCK)
-                    .execute(tx.conn().await?)
-                    .await?;
-                Some(tx)
-            }
-            // A long read would hold no lock, but a transaction held open across the
-            // publish would block the service's writers: read outside one.
-            Backend::Sqlite => None,
+        self.step(true).await
+    }
+
+    /// One batch. On SQLite, when no commit handed the relay rows since its last batch,
+    /// it reads the table only if `read_when_idle`: woken by a commit whose rows an
+    /// earlier batch took, it would find nothing there.
+    async fn step(&self, read_when_idle: bool) -> Result<usize, RelayError> {
+        match self.db.feed() {
+            Some(feed) => self.publish_fed(feed, read_when_idle).await,
+            None => self.publish_locked().await,
+        }
+    }
+
+    /// PostgreSQL's step: read, send and mark a batch under the relays' advisory lock.
+    async fn publish_locked(&self) -> Result<usize, RelayError> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS relay_lock")
+            .bind(RELAY_LOCK)
+            .execute(tx.conn().await?)
+            .await?;
+        let batch = decode(self.select_pending().fetch_all(tx.conn().await?).await?)?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.send_and_mark(&batch, Some(tx)).await?.into_result()
+    }
+
+    /// SQLite's step: the rows the feed hands over while it follows on from the relay's
+    /// mark, the table's otherwise.
+    async fn publish_fed(&self, feed: &Feed, read_when_idle: bool) -> Result<usize, RelayError> {
+        let mut mark = feed.turn.lock().await;
+        let batch = match feed.take(*mark, self.config.batch_size) {
+            Taken::Rows(rows) => rows,
+            Taken::Nothing if !read_when_idle => return Ok(0),
+            // Outside a transaction: one held open across the publish would block the
+            // service's writers.
+            Taken::Nothing | Taken::Gap => decode(self.select_pending().fetch_all(self.db.pool()).await?)?,
         };
-        let select = sqlx::query(
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let sent = self.send_and_mark(&batch, None).await?;
+        if let Some(last) = sent.acked.checked_sub(1).map(|last| batch[last].id) {
+            // Every row before it was in this batch or published already: rows are read
+            // and handed over in id order, and sent in that order.
+            *mark = Some(mark.map_or(last, |mark| mark.max(last)));
+        }
+        sent.into_result()
+    }
+
+    /// The oldest pending rows, a batch of them at most.
+    fn select_pending(&self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        sqlx::query(
             "SELECT id, event_id, topic, message_key, event_type, payload, traceparent, tracestate, created_at_ms \
              FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1",
         )
-        .bind(self.config.batch_size as i64);
-        let rows = match locked.as_mut() {
-            Some(tx) => select.fetch_all(tx.conn().await?).await?,
-            None => select.fetch_all(self.db.pool()).await?,
-        };
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let batch: Vec<Pending> = rows
-            .iter()
-            .map(|row| {
-                Ok(Pending {
-                    id: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    topic: row.try_get(2)?,
-                    key: row.try_get(3)?,
-                    event_type: row.try_get(4)?,
-                    payload: row.try_get(5)?,
-                    traceparent: row.try_get(6)?,
-                    tracestate: row.try_get(7)?,
-                    created_at_ms: row.try_get(8)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
+        .bind(self.config.batch_size as i64)
+    }
 
-        let sent = self.send_all(&batch).await;
-        // Mark what Kafka acknowledged, in id order up to the first failure: a row after
-        // a failed one waits, so a retry cannot overtake it.
+    /// Sends `batch`, then marks published what Kafka acknowledged, in id order up to the
+    /// first failure: a row after a failed one waits, so a retry cannot overtake it. Marks
+    /// in `locked` when given (and commits it), else in a transaction of its own, begun
+    /// only once the sends are done.
+    async fn send_and_mark(&self, batch: &[Pending], locked: Option<Tx>) -> Result<Sent, sqlx::Error> {
+        let sent = self.send_all(batch).await;
         let acked: Vec<i64> =
             batch.iter().zip(&sent).map_while(|(row, sent)| sent.is_ok().then_some(row.id)).collect();
-        if !acked.is_empty() {
-            let sql = format!(
-                "UPDATE outbox SET published_at_ms = $1 WHERE id IN ({})",
-                crate::db::params(acked.len(), 2)
-            );
-            let mut tx = match locked.take() {
-                Some(tx) => tx,
-                None => self.db.begin_write().await?,
-            };
-            tx.write(sqlx::AssertSqlSafe(sql)).bind(now_ms()).bind_all(acked.iter().copied()).await?;
-            tx.commit().await?;
-        }
-        if let Some(tx) = locked {
+        let tx = match locked {
+            Some(tx) => Some(tx),
+            None if !acked.is_empty() => Some(self.db.begin_write().await?),
+            None => None,
+        };
+        if let Some(mut tx) = tx {
+            if !acked.is_empty() {
+                mark_published(&mut tx, &acked).await?;
+            }
             tx.commit().await?;
         }
         metrics::outbox_published(acked.len());
-        match sent.into_iter().find_map(Result::err) {
-            Some(error) => Err(error.into()),
-            None => Ok(acked.len()),
-        }
+        Ok(Sent { acked: acked.len(), failed: sent.into_iter().find_map(Result::err) })
     }
 
     /// Sends every row, then waits for every acknowledgement.
     async fn send_all(&self, batch: &[Pending]) -> Vec<Result<(), KafkaError>> {
         let topics: Vec<String> =
-            batch.iter().map(|row| format!("{}{}", self.topic_prefix, row.topic)).collect();
-        let deliveries = batch.iter().zip(&topics).map(|(row, topic)| {
+            batch.iter().map(|pending| format!("{}{}", self.topic_prefix, pending.row.topic)).collect();
+        let deliveries = batch.iter().zip(&topics).map(|(Pending { row, .. }, topic)| {
             let span = send_span(row);
             let headers = self.headers(row, &span);
             let record = FutureRecord::to(topic).key(&row.key).payload(&row.payload).headers(headers);
@@ -335,12 +265,12 @@ impl Relay {
         join_all(deliveries).await
     }
 
-    fn headers(&self, row: &Pending, send_span: &Span) -> OwnedHeaders {
+    fn headers(&self, row: &OutboxRow, send_span: &Span) -> OwnedHeaders {
         let time = rfc3339_ms(row.created_at_ms);
         let mut headers = OwnedHeaders::new_with_capacity(8)
             .insert(Header { key: headers::CE_SPECVERSION, value: Some(headers::SPEC_VERSION) })
             .insert(Header { key: headers::CE_ID, value: Some(&row.event_id) })
-            .insert(Header { key: headers::CE_TYPE, value: Some(&row.event_type) })
+            .insert(Header { key: headers::CE_TYPE, value: Some(row.event_type.as_ref()) })
             .insert(Header { key: headers::CE_SOURCE, value: Some(self.source) })
             .insert(Header { key: headers::CE_TIME, value: Some(&time) })
             .insert(Header { key: headers::CONTENT_TYPE, value: Some(headers::JSON) });
@@ -377,11 +307,15 @@ impl Relay {
         let written = self.db.outbox_written();
         let mut listener = listen(&self.db).await;
         let mut failures = 0u32;
+        // Whether to read the table when no rows were handed over: not when a commit
+        // rang, as that commit's rows are either handed over or were taken already.
+        let mut read_when_idle = true;
         while !shutdown.is_cancelled() {
             let outcome = tokio::select! {
-                outcome = self.publish_pending() => outcome,
+                outcome = self.step(read_when_idle) => outcome,
                 () = shutdown.cancelled() => break,
             };
+            read_when_idle = true;
             match outcome {
                 // A full batch: there is likely more, go on without waiting.
                 Ok(n) if n == self.config.batch_size => {
@@ -401,7 +335,7 @@ impl Relay {
                 }
             }
             tokio::select! {
-                () = written.notified() => {}
+                () = written.notified() => read_when_idle = false,
                 () = notified_by_others(&mut listener, self.db.writer_id()) => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
                 () = shutdown.cancelled() => break,
@@ -465,7 +399,7 @@ async fn notified_by_others(listener: &mut Option<sqlx::postgres::PgListener>, o
 }
 
 /// The `send` span of one row, child of the context stored with it (none without one).
-fn send_span(row: &Pending) -> Span {
+fn send_span(row: &OutboxRow) -> Span {
     let Some(traceparent) = &row.traceparent else { return Span::none() };
     let mut carrier = HashMap::from([(headers::TRACEPARENT.to_owned(), traceparent.clone())]);
     if let Some(state) = &row.tracestate {
@@ -490,7 +424,10 @@ fn send_span(row: &Pending) -> Span {
 mod tests {
     use std::time::Duration;
 
+    use uuid::Uuid;
+
     use super::*;
+    use crate::outbox::Republish;
 
     /// Commits a transaction that writes an event, through `db`.
     async fn commit_an_event(db: &Db) {

@@ -1,0 +1,189 @@
+//! On SQLite the relay is handed the rows its own process commits, instead of reading
+//! them back from the outbox: that read was a hand-off to a reader connection's thread
+//! and back for every batch, a large part of what relaying cost.
+//!
+//! The table stays the truth; the feed is a shortcut the relay takes only while it
+//! provably sees every row. SQLite's `AUTOINCREMENT` ids come one after another in
+//! commit order (one writer at a time; a rolled-back insert gives its id back), and a
+//! commit queues its rows here still holding the writer. So while the queue starts
+//! exactly after the last row the relay handled and runs on without a hole, it holds
+//! every row still to be sent, in order. Anything else (rows from before the process
+//! started, rows left pending by a failed send, a commit whose queuing was cut short, a
+//! row written by another connection, a full queue) shows as a gap, and the relay reads
+//! the table until it has caught up.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use super::OutboxRow;
+
+/// Rows queued at most: past it commits stop queuing (the rows are in the table), so a
+/// relay that cannot send holds no more than this in memory.
+const CAPACITY: usize = 10_000;
+
+/// An outbox row with its id: one the relay has read or been handed.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) id: i64,
+    pub(crate) row: OutboxRow,
+}
+
+/// The rows committed by one [`Db`](crate::db::Db)'s writer, waiting for its relay.
+#[derive(Debug, Default)]
+pub(crate) struct Feed {
+    queued: Mutex<VecDeque<Pending>>,
+    /// The relays' turn, held across a whole batch (read, send, mark), and with it the
+    /// relay's mark: every row with an id up to it is published or has been sent and
+    /// marked. `None` until the relay has read the table once.
+    pub(crate) turn: tokio::sync::Mutex<Option<i64>>,
+}
+
+/// What [`Feed::take`] found.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// The rows right after the mark, in id order.
+    Rows(Vec<Pending>),
+    /// Nothing was committed since the relay's last batch.
+    Nothing,
+    /// The queue does not follow on from the mark: only the table has every row.
+    Gap,
+}
+
+impl Feed {
+    /// Queues the rows a commit wrote, given `returned`, the rows its script returned:
+    /// they end with each row's id and event id (see [`super::insert_rows`]). Called
+    /// after the commit, still holding the writer, so commits queue in commit order.
+    pub(crate) fn queue(&self, rows: Vec<OutboxRow>, returned: &[AnyRow]) {
+        let Some(skip) = returned.len().checked_sub(rows.len()) else { return };
+        let ids: Result<Vec<(i64, &str)>, sqlx::Error> =
+            returned[skip..].iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect();
+        let Ok(mut ids) = ids else { return };
+        // `RETURNING` gives no order; ids follow the `VALUES`, which follow `rows`.
+        ids.sort_unstable_by_key(|(id, _)| *id);
+        if ids.iter().zip(&rows).any(|((_, event_id), row)| *event_id != row.event_id) {
+            // Not as written: leave these to the table, where the relay finds them.
+            return;
+        }
+        let mut queued = self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if queued.len() + rows.len() > CAPACITY {
+            return;
+        }
+        queued.extend(ids.into_iter().zip(rows).map(|((id, _), row)| Pending { id, row }));
+    }
+
+    /// Takes up to `max` queued rows that follow `mark` without a hole. Rows up to the
+    /// mark (read from the table meanwhile) are dropped; on a gap the queue is cleared,
+    /// as the table holds all of it.
+    pub(crate) fn take(&self, mark: Option<i64>, max: usize) -> Taken {
+        let mut queued = self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(mark) = mark else {
+            queued.clear();
+            return Taken::Gap;
+        };
+        while queued.front().is_some_and(|row| row.id <= mark) {
+            queued.pop_front();
+        }
+        let Some(first) = queued.front() else { return Taken::Nothing };
+        if first.id != mark + 1 {
+            queued.clear();
+            return Taken::Gap;
+        }
+        // A hole further on ends the batch there; the next take finds the gap.
+        let run = queued.iter().zip(mark + 1..).take(max).take_while(|(row, id)| row.id == *id).count();
+        Taken::Rows(queued.drain(..run).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(id: i64) -> Pending {
+        Pending { id, row: OutboxRow::for_test(&format!("e{id}")) }
+    }
+
+    fn feed(ids: &[i64]) -> Feed {
+        let feed = Feed::default();
+        feed.queued.lock().expect("unpoisoned").extend(ids.iter().map(|id| pending(*id)));
+        feed
+    }
+
+    fn ids(taken: Taken) -> Vec<i64> {
+        match taken {
+            Taken::Rows(rows) => rows.iter().map(|row| row.id).collect(),
+            other => panic!("rows expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rows_that_follow_the_mark_are_taken_in_batches() {
+        let feed = feed(&[4, 5, 6, 7]);
+        assert_eq!(ids(feed.take(Some(3), 3)), [4, 5, 6]);
+        assert_eq!(ids(feed.take(Some(6), 3)), [7]);
+        assert!(matches!(feed.take(Some(7), 3), Taken::Nothing));
+    }
+
+    #[test]
+    fn rows_read_from_the_table_meanwhile_are_dropped() {
+        let feed = feed(&[4, 5, 6, 7]);
+        assert_eq!(ids(feed.take(Some(5), 10)), [6, 7]);
+        let feed = self::feed(&[4, 5]);
+        assert!(matches!(feed.take(Some(9), 10), Taken::Nothing));
+    }
+
+    #[test]
+    fn a_gap_or_an_unknown_mark_sends_the_relay_to_the_table() {
+        let gap = feed(&[5, 6]);
+        assert!(matches!(gap.take(Some(3), 10), Taken::Gap));
+        assert!(gap.queued.lock().expect("unpoisoned").is_empty(), "cleared: the table has those rows");
+        assert!(matches!(feed(&[4]).take(None, 10), Taken::Gap));
+    }
+
+    /// A transaction on `db` publishing events `event_ids`.
+    async fn publish(db: &crate::db::Db, event_ids: &[&str]) -> crate::db::Tx {
+        let mut tx = db.begin_write().await.expect("begin");
+        for event_id in event_ids {
+            let event = crate::outbox::Republish {
+                topic: "t".to_owned(),
+                event_id: (*event_id).to_owned(),
+                event_type: "test.v1".to_owned(),
+                key: "k".to_owned(),
+                payload: "{}".to_owned(),
+            };
+            tx.publish_again(event).await.expect("publish");
+        }
+        tx
+    }
+
+    #[tokio::test]
+    async fn commits_hand_their_rows_over_with_the_ids_the_table_gave_them() {
+        let database = testkit::TestDatabase::create_on(testkit::TestBackend::Sqlite).await;
+        let db = crate::db::Db::connect(&database.url, &[]).await.expect("connect");
+        publish(&db, &["a", "b", "c"]).await.commit().await.expect("commit");
+        publish(&db, &["gone"]).await.rollback().await.expect("rollback");
+        publish(&db, &["d", "e"]).await.commit().await.expect("commit");
+
+        let stored: Vec<(i64, String)> = sqlx::query_as("SELECT id, event_id FROM outbox ORDER BY id")
+            .fetch_all(db.pool())
+            .await
+            .expect("rows");
+        let first = stored[0].0;
+        let Taken::Rows(rows) = db.feed().expect("SQLite's").take(Some(first - 1), 100) else {
+            panic!("the committed rows, following on")
+        };
+        let handed: Vec<(i64, String)> = rows.into_iter().map(|p| (p.id, p.row.event_id)).collect();
+        assert_eq!(handed, stored);
+        assert_eq!(handed.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>(), ["a", "b", "c", "d", "e"]);
+        db.close().await;
+    }
+
+    #[test]
+    fn a_hole_further_on_ends_the_batch_before_it() {
+        let feed = feed(&[4, 5, 7, 8]);
+        assert_eq!(ids(feed.take(Some(3), 10)), [4, 5]);
+        assert!(matches!(feed.take(Some(5), 10), Taken::Gap));
+    }
+}
