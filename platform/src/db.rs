@@ -611,15 +611,38 @@ impl Tx {
             let deferred = self.deferred.remove(0);
             deferred.run_boxed(&mut self).await?;
         }
+        // On SQLite the relay's marks ride on this commit (see `outbox::feed`).
+        let marks = match &self.inner {
+            Inner::Sqlite { writer, .. } => writer.feed.take_marks(),
+            Inner::Postgres(_) => None,
+        };
         let rows = std::mem::take(&mut self.outbox);
         let wrote_events = !rows.is_empty();
-        if wrote_events {
-            crate::outbox::insert_rows(&mut self, &rows).await?;
+        let queued = async {
+            if let Some((first, last)) = marks {
+                crate::outbox::mark_range(&mut self, first, last).await?;
+            }
+            if wrote_events {
+                crate::outbox::insert_rows(&mut self, &rows).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        };
+        if let Err(error) = queued.await {
+            self.give_marks_back(marks);
+            return Err(error);
         }
         match self.inner {
             Inner::Sqlite { mut writer, mut pending } => {
                 pending.sql.push_str(";\nCOMMIT");
-                let returned = run_script(&mut writer, &mut pending).await?;
+                let returned = match run_script(&mut writer, &mut pending).await {
+                    Ok(returned) => returned,
+                    Err(error) => {
+                        if let Some((first, last)) = marks {
+                            writer.feed.mark_later(first, last);
+                        }
+                        return Err(error);
+                    }
+                };
                 writer.open = false;
                 if wrote_events {
                     // Still holding the writer, so in commit order.
@@ -635,6 +658,13 @@ impl Tx {
             action();
         }
         Ok(())
+    }
+
+    /// Leaves the relay's `marks`, taken for a commit that failed, for the next one.
+    fn give_marks_back(&self, marks: Option<(i64, i64)>) {
+        if let (Some((first, last)), Inner::Sqlite { writer, .. }) = (marks, &self.inner) {
+            writer.feed.mark_later(first, last);
+        }
     }
 
     /// Rolls back explicitly (dropping does the same).

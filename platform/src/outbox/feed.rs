@@ -11,6 +11,12 @@
 //! started, rows left pending by a failed send, a commit whose queuing was cut short, a
 //! row written by another connection, a full queue) shows as a gap, and the relay reads
 //! the table until it has caught up.
+//!
+//! Marking what the relay sent as published rides on the next commit of the service
+//! ([`Feed::take_marks`]) instead of being a write transaction of its own: with handed-over
+//! rows the mark only keeps a restarted relay from sending them again. The relay writes
+//! the marks itself when no commit came for a moment, before it reads the table (which
+//! would find those rows pending), and when it stops.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -39,6 +45,9 @@ pub(crate) struct Feed {
     /// relay's mark: every row with an id up to it is published or has been sent and
     /// marked. `None` until the relay has read the table once.
     pub(crate) turn: tokio::sync::Mutex<Option<i64>>,
+    /// Ids sent and acknowledged but not yet marked published: one run without a hole,
+    /// as handed-over rows are sent in id order.
+    marks: Mutex<Option<(i64, i64)>>,
 }
 
 /// What [`Feed::take`] found.
@@ -72,6 +81,26 @@ impl Feed {
             return;
         }
         queued.extend(ids.into_iter().zip(rows).map(|((id, _), row)| Pending { id, row }));
+    }
+
+    /// Leaves ids `first..=last` to be marked published by the next commit.
+    pub(crate) fn mark_later(&self, first: i64, last: i64) {
+        let mut marks = self.marks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *marks = Some(match *marks {
+            Some((from, to)) => (from.min(first), to.max(last)),
+            None => (first, last),
+        });
+    }
+
+    /// The ids left to mark, for a commit to mark them; it gives them back with
+    /// [`Feed::mark_later`] if it fails.
+    pub(crate) fn take_marks(&self) -> Option<(i64, i64)> {
+        self.marks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    /// Whether ids wait to be marked.
+    pub(crate) fn has_marks(&self) -> bool {
+        self.marks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
     }
 
     /// Takes up to `max` queued rows that follow `mark` without a hole. Rows up to the
@@ -177,6 +206,54 @@ mod tests {
         let handed: Vec<(i64, String)> = rows.into_iter().map(|p| (p.id, p.row.event_id)).collect();
         assert_eq!(handed, stored);
         assert_eq!(handed.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>(), ["a", "b", "c", "d", "e"]);
+        db.close().await;
+    }
+
+    #[test]
+    fn marks_left_for_later_gather_into_one_run() {
+        let feed = Feed::default();
+        assert!(!feed.has_marks());
+        feed.mark_later(4, 6);
+        feed.mark_later(7, 9);
+        assert_eq!(feed.take_marks(), Some((4, 9)));
+        assert_eq!(feed.take_marks(), None);
+        // Given back by a failed commit while the relay left newer ones.
+        feed.mark_later(10, 12);
+        feed.mark_later(4, 9);
+        assert_eq!(feed.take_marks(), Some((4, 12)));
+    }
+
+    /// Whether the row of `event_id` is marked published.
+    async fn published(db: &crate::db::Db, event_id: &str) -> bool {
+        let at: Option<i64> = sqlx::query_scalar("SELECT published_at_ms FROM outbox WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(db.pool())
+            .await
+            .expect("the row");
+        at.is_some()
+    }
+
+    #[tokio::test]
+    async fn marks_left_for_later_ride_on_the_next_commit_and_survive_a_failed_one() {
+        let database = testkit::TestDatabase::create_on(testkit::TestBackend::Sqlite).await;
+        let db = crate::db::Db::connect(&database.url, &[]).await.expect("connect");
+        publish(&db, &["a", "b"]).await.commit().await.expect("commit");
+        let feed = db.feed().expect("SQLite's");
+        let Taken::Rows(rows) = feed.take(Some(0), 10) else { panic!("rows a and b") };
+        feed.mark_later(rows[0].id, rows[1].id);
+
+        // A commit that fails gives them back...
+        let mut failing = db.begin_write().await.expect("begin");
+        failing.write("INSERT INTO no_such_table VALUES (1)").await.expect("queued");
+        assert!(failing.commit().await.is_err(), "no such table");
+        assert!(feed.has_marks(), "given back");
+        assert!(!published(&db, "a").await);
+
+        // ...and the next one, about something else entirely, writes them.
+        publish(&db, &["c"]).await.commit().await.expect("commit");
+        assert!(!feed.has_marks());
+        assert!(published(&db, "a").await && published(&db, "b").await);
+        assert!(!published(&db, "c").await, "not sent yet");
         db.close().await;
     }
 

@@ -33,6 +33,7 @@ use crate::db::{Backend, Db, Tx};
 pub(crate) mod feed;
 mod relay;
 
+pub(crate) use relay::mark_range;
 pub use relay::{Relay, RelayConfig, RelayError};
 
 impl Tx {

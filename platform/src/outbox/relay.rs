@@ -33,6 +33,9 @@ pub struct RelayConfig {
     /// How often to look for rows when no commit woke the relay (a safety net: commits
     /// in this process and, on PostgreSQL, in every process wake it at once).
     pub poll_interval: Duration,
+    /// On SQLite, how long rows sent wait for a commit of the service to mark them
+    /// published before the relay writes the marks itself ([`super::feed`]).
+    pub mark_delay: Duration,
     /// How long published rows and processed event ids are kept.
     pub retention: Retention,
     /// How often old rows are deleted.
@@ -44,6 +47,7 @@ impl Default for RelayConfig {
         Self {
             batch_size: 1000,
             poll_interval: Duration::from_secs(1),
+            mark_delay: Duration::from_millis(100),
             retention: Retention::default(),
             cleanup_interval: Duration::from_secs(60),
         }
@@ -83,7 +87,7 @@ const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 /// What became of a batch: how many rows Kafka acknowledged, in order up to the first
 /// failure, and that failure.
 struct Sent {
-    acked: usize,
+    acked: Vec<i64>,
     failed: Option<KafkaError>,
 }
 
@@ -92,9 +96,18 @@ impl Sent {
     fn into_result(self) -> Result<usize, RelayError> {
         match self.failed {
             Some(error) => Err(error.into()),
-            None => Ok(self.acked),
+            None => Ok(self.acked.len()),
         }
     }
+}
+
+/// Marks ids `first..=last` published.
+pub(crate) async fn mark_range(tx: &mut Tx, first: i64, last: i64) -> Result<(), sqlx::Error> {
+    tx.write("UPDATE outbox SET published_at_ms = $1 WHERE id BETWEEN $2 AND $3")
+        .bind(now_ms())
+        .bind(first)
+        .bind(last)
+        .await
 }
 
 /// Pending rows as the relay's `SELECT` returns them.
@@ -123,11 +136,7 @@ fn decode(rows: Vec<AnyRow>) -> Result<Vec<Pending>, sqlx::Error> {
 async fn mark_published(tx: &mut Tx, ids: &[i64]) -> Result<(), sqlx::Error> {
     let (first, last) = (ids[0], ids[ids.len() - 1]);
     if last - first + 1 == ids.len() as i64 {
-        tx.write("UPDATE outbox SET published_at_ms = $1 WHERE id BETWEEN $2 AND $3")
-            .bind(now_ms())
-            .bind(first)
-            .bind(last)
-            .await
+        mark_range(tx, first, last).await
     } else {
         let sql = format!(
             "UPDATE outbox SET published_at_ms = $1 WHERE id IN ({})",
@@ -152,15 +161,16 @@ impl Relay {
     /// Publishes one batch of pending events and marks them published; returns how many.
     /// Tests call this step directly instead of waiting on [`Relay::run`].
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
-        self.step(true).await
+        self.step(true, true).await
     }
 
     /// One batch. On SQLite, when no commit handed the relay rows since its last batch,
     /// it reads the table only if `read_when_idle`: woken by a commit whose rows an
-    /// earlier batch took, it would find nothing there.
-    async fn step(&self, read_when_idle: bool) -> Result<usize, RelayError> {
+    /// earlier batch took, it would find nothing there. Unless `mark_now`, handed-over rows
+    /// are marked published by a later commit ([`super::feed`]).
+    async fn step(&self, read_when_idle: bool, mark_now: bool) -> Result<usize, RelayError> {
         match self.db.feed() {
-            Some(feed) => self.publish_fed(feed, read_when_idle).await,
+            Some(feed) => self.publish_fed(feed, read_when_idle, mark_now).await,
             None => self.publish_locked().await,
         }
     }
@@ -176,30 +186,72 @@ impl Relay {
         if batch.is_empty() {
             return Ok(0);
         }
-        self.send_and_mark(&batch, Some(tx)).await?.into_result()
+        let sent = self.send(&batch).await;
+        if !sent.acked.is_empty() {
+            mark_published(&mut tx, &sent.acked).await?;
+        }
+        tx.commit().await?;
+        sent.into_result()
     }
 
     /// SQLite's step: the rows the feed hands over while it follows on from the relay's
-    /// mark, the table's otherwise.
-    async fn publish_fed(&self, feed: &Feed, read_when_idle: bool) -> Result<usize, RelayError> {
+    /// mark, the table's otherwise. Handed-over rows are marked published by a later
+    /// commit unless `mark_now`.
+    async fn publish_fed(
+        &self,
+        feed: &Feed,
+        read_when_idle: bool,
+        mark_now: bool,
+    ) -> Result<usize, RelayError> {
         let mut mark = feed.turn.lock().await;
-        let batch = match feed.take(*mark, self.config.batch_size) {
-            Taken::Rows(rows) => rows,
+        let (batch, handed_over) = match feed.take(*mark, self.config.batch_size) {
+            Taken::Rows(rows) => (rows, true),
             Taken::Nothing if !read_when_idle => return Ok(0),
-            // Outside a transaction: one held open across the publish would block the
-            // service's writers.
-            Taken::Nothing | Taken::Gap => decode(self.select_pending().fetch_all(self.db.pool()).await?)?,
+            Taken::Nothing | Taken::Gap => {
+                // Rows sent but not yet marked would read as pending, and go twice.
+                self.write_marks(feed).await?;
+                // Outside a transaction: one held open across the publish would block
+                // the service's writers.
+                (decode(self.select_pending().fetch_all(self.db.pool()).await?)?, false)
+            }
         };
         if batch.is_empty() {
             return Ok(0);
         }
-        let sent = self.send_and_mark(&batch, None).await?;
-        if let Some(last) = sent.acked.checked_sub(1).map(|last| batch[last].id) {
+        let sent = self.send(&batch).await;
+        if let (Some(&first), Some(&last)) = (sent.acked.first(), sent.acked.last()) {
+            if handed_over && !mark_now {
+                feed.mark_later(first, last);
+            } else {
+                // A commit, which takes any marks left for later with it.
+                let mut tx = self.db.begin_write().await?;
+                mark_published(&mut tx, &sent.acked).await?;
+                tx.commit().await?;
+            }
             // Every row before it was in this batch or published already: rows are read
             // and handed over in id order, and sent in that order.
             *mark = Some(mark.map_or(last, |mark| mark.max(last)));
         }
         sent.into_result()
+    }
+
+    /// [`Relay::write_marks`] of the feed, if any, logging a failure: its rows are sent
+    /// again then, and consumers drop them by their ids.
+    async fn write_waiting_marks(&self) {
+        if let Some(feed) = self.db.feed()
+            && let Err(error) = self.write_marks(feed).await
+        {
+            tracing::warn!(%error, "marking sent outbox rows published failed");
+        }
+    }
+
+    /// Marks published what was left to mark, in a commit of its own, when there is any.
+    async fn write_marks(&self, feed: &Feed) -> Result<(), sqlx::Error> {
+        if feed.has_marks() {
+            // The commit takes them.
+            self.db.begin_write().await?.commit().await?;
+        }
+        Ok(())
     }
 
     /// The oldest pending rows, a batch of them at most.
@@ -211,27 +263,15 @@ impl Relay {
         .bind(self.config.batch_size as i64)
     }
 
-    /// Sends `batch`, then marks published what Kafka acknowledged, in id order up to the
-    /// first failure: a row after a failed one waits, so a retry cannot overtake it. Marks
-    /// in `locked` when given (and commits it), else in a transaction of its own, begun
-    /// only once the sends are done.
-    async fn send_and_mark(&self, batch: &[Pending], locked: Option<Tx>) -> Result<Sent, sqlx::Error> {
+    /// Sends `batch` and sees which rows Kafka acknowledged, in id order up to the first
+    /// failure: only those are marked, as a row after a failed one waits, so a retry
+    /// cannot overtake it.
+    async fn send(&self, batch: &[Pending]) -> Sent {
         let sent = self.send_all(batch).await;
         let acked: Vec<i64> =
             batch.iter().zip(&sent).map_while(|(row, sent)| sent.is_ok().then_some(row.id)).collect();
-        let tx = match locked {
-            Some(tx) => Some(tx),
-            None if !acked.is_empty() => Some(self.db.begin_write().await?),
-            None => None,
-        };
-        if let Some(mut tx) = tx {
-            if !acked.is_empty() {
-                mark_published(&mut tx, &acked).await?;
-            }
-            tx.commit().await?;
-        }
         metrics::outbox_published(acked.len());
-        Ok(Sent { acked: acked.len(), failed: sent.into_iter().find_map(Result::err) })
+        Sent { acked, failed: sent.into_iter().find_map(Result::err) }
     }
 
     /// Sends every row, then waits for every acknowledgement.
@@ -312,7 +352,7 @@ impl Relay {
         let mut read_when_idle = true;
         while !shutdown.is_cancelled() {
             let outcome = tokio::select! {
-                outcome = self.step(read_when_idle) => outcome,
+                outcome = self.step(read_when_idle, false) => outcome,
                 () = shutdown.cancelled() => break,
             };
             read_when_idle = true;
@@ -334,13 +374,21 @@ impl Relay {
                     continue;
                 }
             }
+            let marks_waiting = self.db.feed().is_some_and(Feed::has_marks);
             tokio::select! {
                 () = written.notified() => read_when_idle = false,
                 () = notified_by_others(&mut listener, self.db.writer_id()) => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
+                // No commit came to take the marks with it: write them.
+                () = tokio::time::sleep(self.config.mark_delay), if marks_waiting => {
+                    read_when_idle = false;
+                    self.write_waiting_marks().await;
+                }
                 () = shutdown.cancelled() => break,
             }
         }
+        // So that a restarted relay does not send again what this one sent.
+        self.write_waiting_marks().await;
         let _ = cleaning.await;
         tracing::info!(source = self.source, "outbox relay stopped");
     }

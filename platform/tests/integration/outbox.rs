@@ -179,6 +179,61 @@ async fn a_backlog_and_another_connections_rows_go_out_once_each_in_order_among_
 }
 
 #[tokio::test]
+async fn sent_rows_are_marked_by_the_next_commit_or_when_the_relay_stops() {
+    let (_database, db) = database().await;
+    let topic = topic("it.outbox.marks").await;
+    let order_id = Uuid::new_v4();
+    // Neither the poll nor the mark delay comes within the test: only commits and the stop.
+    let config = platform::outbox::RelayConfig {
+        poll_interval: Duration::from_secs(3600),
+        mark_delay: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let relay =
+        platform::outbox::Relay::new(db.clone(), &kafka_config(), "platform-test", config).expect("relay");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay.clone().run(stop.clone()));
+    let sent = |count: usize| {
+        let topic = topic.clone();
+        async move {
+            eventually(Duration::from_secs(10), "sent", || async {
+                platform::dead_letter::read_all(&kafka_config(), &topic).await.expect("read").len() >= count
+            })
+            .await;
+        }
+    };
+    // The relay's first batch is read from the table, and marked with the sending; the
+    // next is handed over.
+    commit_order(&db, &topic, order_id, 1).await;
+    sent(1).await;
+    commit_order(&db, &topic, order_id, 2).await;
+    sent(2).await;
+    let backlog = relay.backlog().await.expect("backlog");
+    // Commits of the service that publish nothing: the relay leaves its mark to one of
+    // them (the first, unless it comes between the ack and the relay's hand-over).
+    eventually(Duration::from_secs(10), "a commit marked the row", || async {
+        let mut tx = db.begin_write().await.expect("begin");
+        crate::support::record_effect(&mut tx, "no event").await.expect("effect");
+        tx.commit().await.expect("commit");
+        relay.backlog().await.expect("backlog") == 0
+    })
+    .await;
+
+    commit_order(&db, &topic, order_id, 3).await;
+    sent(3).await;
+    stop.cancel();
+    relaying.await.expect("relay task");
+    let after_the_stop = relay.backlog().await.expect("backlog");
+    match db.backend() {
+        // Sent, and marked by the next commit of the service, or as the relay stops.
+        platform::db::Backend::Sqlite => assert_eq!((backlog, after_the_stop), (1, 0)),
+        // Marked with the sending.
+        platform::db::Backend::Postgres => assert_eq!((backlog, after_the_stop), (0, 0)),
+    }
+    assert_eq!(quantities_on(&topic).await, [1, 2, 3]);
+}
+
+#[tokio::test]
 async fn rows_left_pending_by_a_failed_send_go_out_again_before_later_ones() {
     let (_database, db) = database().await;
     let topic = topic("it.outbox.failed").await;
