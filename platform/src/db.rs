@@ -243,6 +243,14 @@ impl Db {
         })
     }
 
+    /// Completes once the SQLite writers waiting now have had their turn (at once on
+    /// PostgreSQL): the relay paces its batches by them.
+    pub(crate) async fn writers_queued_now(&self) {
+        if let Writer::Sqlite(writer) = &self.writer {
+            drop(writer.lock().await);
+        }
+    }
+
     /// The notification a relay waits on: signalled after every commit that wrote events.
     pub fn outbox_written(&self) -> Arc<Notify> {
         self.outbox_written.clone()

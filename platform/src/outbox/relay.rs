@@ -362,7 +362,17 @@ impl Relay {
                     failures = 0;
                     continue;
                 }
-                Ok(_) => failures = 0,
+                Ok(n) => {
+                    failures = 0;
+                    // Let the writers queued now have their turn before the next batch,
+                    // as when the relay wrote its marks itself: under load the rows they
+                    // commit then go out together, where a relay going round faster
+                    // sends more, smaller requests, each a cost to the broker and to
+                    // every consumer.
+                    if n > 0 {
+                        self.db.writers_queued_now().await;
+                    }
+                }
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(error = %crate::error_chain(&error), failures, "outbox relay step failed");
