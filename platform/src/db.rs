@@ -612,46 +612,40 @@ impl Tx {
     }
 
     /// Runs its [deferred](Tx::deferred) work, writes the events it published to the
-    /// outbox and commits; then, if there were any, tells the relay.
+    /// outbox and commits; then, if there were any, tells the relay. On SQLite it also
+    /// marks published what the relay sent since the last commit, and hands the relay
+    /// the rows it wrote ([`crate::outbox`]'s feed).
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         // Deferred work may write, publish, or defer more: until none is left.
         while !self.deferred.is_empty() {
             let deferred = self.deferred.remove(0);
             deferred.run_boxed(&mut self).await?;
         }
-        // On SQLite the relay's marks ride on this commit (see `outbox::feed`).
-        let marks = match &self.inner {
-            Inner::Sqlite { writer, .. } => writer.feed.take_marks(),
-            Inner::Postgres(_) => None,
-        };
         let rows = std::mem::take(&mut self.outbox);
         let wrote_events = !rows.is_empty();
-        let queued = async {
-            if let Some((first, last)) = marks {
-                crate::outbox::mark_range(&mut self, first, last).await?;
-            }
-            if wrote_events {
-                crate::outbox::insert_rows(&mut self, &rows).await?;
-            }
-            Ok::<_, sqlx::Error>(())
+        // On SQLite the relay's marks ride on this commit (see `outbox::feed`).
+        let mut owed = match &self.inner {
+            Inner::Sqlite { writer, .. } => Some(FeedOwed {
+                feed: writer.feed.clone(),
+                marks: writer.feed.take_marks(),
+                rows: wrote_events,
+            }),
+            Inner::Postgres(_) => None,
         };
-        if let Err(error) = queued.await {
-            self.give_marks_back(marks);
-            return Err(error);
+        if let Some((first, last)) = owed.as_ref().and_then(|owed| owed.marks) {
+            crate::outbox::mark_range(&mut self, first, last).await?;
+        }
+        if wrote_events {
+            crate::outbox::insert_rows(&mut self, &rows).await?;
         }
         match self.inner {
             Inner::Sqlite { mut writer, mut pending } => {
                 pending.sql.push_str(";\nCOMMIT");
-                let returned = match run_script(&mut writer, &mut pending).await {
-                    Ok(returned) => returned,
-                    Err(error) => {
-                        if let Some((first, last)) = marks {
-                            writer.feed.mark_later(first, last);
-                        }
-                        return Err(error);
-                    }
-                };
+                let returned = run_script(&mut writer, &mut pending).await?;
                 writer.open = false;
+                if let Some(owed) = owed.as_mut() {
+                    owed.paid();
+                }
                 if wrote_events {
                     // Still holding the writer, so in commit order.
                     writer.feed.queue(rows, &returned);
@@ -668,13 +662,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Leaves the relay's `marks`, taken for a commit that failed, for the next one.
-    fn give_marks_back(&self, marks: Option<(i64, i64)>) {
-        if let (Some((first, last)), Inner::Sqlite { writer, .. }) = (marks, &self.inner) {
-            writer.feed.mark_later(first, last);
-        }
-    }
-
     /// Rolls back explicitly (dropping does the same).
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         match self.inner {
@@ -688,6 +675,34 @@ impl Tx {
                 Ok(())
             }
             Inner::Postgres(tx) => tx.rollback().await,
+        }
+    }
+}
+
+/// What a SQLite commit owes the relay's feed should it end early, failed or its future
+/// dropped: the marks it took go back, and the rows it wrote (committed or not, it cannot
+/// tell) are left to the table.
+struct FeedOwed {
+    feed: Arc<Feed>,
+    marks: Option<(i64, i64)>,
+    rows: bool,
+}
+
+impl FeedOwed {
+    /// The commit went through: it wrote the marks, and hands its rows over itself.
+    fn paid(&mut self) {
+        self.marks = None;
+        self.rows = false;
+    }
+}
+
+impl Drop for FeedOwed {
+    fn drop(&mut self) {
+        if let Some((first, last)) = self.marks {
+            self.feed.mark_later(first, last);
+        }
+        if self.rows {
+            self.feed.missed();
         }
     }
 }

@@ -17,9 +17,14 @@
 //! rows the mark only keeps a restarted relay from sending them again. The relay writes
 //! the marks itself when no commit came for a moment, before it reads the table (which
 //! would find those rows pending), and when it stops.
+//!
+//! A row that [`Tx::publish_again`](crate::db::Tx::publish_again) replaces while it is
+//! still queued goes out twice, at its old place and its new one; consumers drop the
+//! second by its id.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -41,9 +46,12 @@ pub(crate) struct Pending {
 #[derive(Debug, Default)]
 pub(crate) struct Feed {
     queued: Mutex<VecDeque<Pending>>,
+    /// A commit's rows were not queued: the next take is a gap, even if the queue is
+    /// empty by then.
+    missed: AtomicBool,
     /// The relays' turn, held across a whole batch (read, send, mark), and with it the
-    /// relay's mark: every row with an id up to it is published or has been sent and
-    /// marked. `None` until the relay has read the table once.
+    /// relay's mark: every row with an id up to it is published or has been sent. `None`
+    /// until the relay has sent a row it read from the table.
     pub(crate) turn: tokio::sync::Mutex<Option<i64>>,
     /// Ids sent and acknowledged but not yet marked published: one run without a hole,
     /// as handed-over rows are sent in id order.
@@ -66,21 +74,35 @@ impl Feed {
     /// they end with each row's id and event id (see [`super::insert_rows`]). Called
     /// after the commit, still holding the writer, so commits queue in commit order.
     pub(crate) fn queue(&self, rows: Vec<OutboxRow>, returned: &[AnyRow]) {
-        let Some(skip) = returned.len().checked_sub(rows.len()) else { return };
+        if !self.try_queue(rows, returned) {
+            self.missed();
+        }
+    }
+
+    /// Tells the relay that rows were committed, or may have been, without being queued:
+    /// they are left to the table, where it finds them at its next take.
+    pub(crate) fn missed(&self) {
+        self.missed.store(true, Ordering::Release);
+    }
+
+    fn try_queue(&self, rows: Vec<OutboxRow>, returned: &[AnyRow]) -> bool {
+        let Some(skip) = returned.len().checked_sub(rows.len()) else { return false };
         let ids: Result<Vec<(i64, &str)>, sqlx::Error> =
             returned[skip..].iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect();
-        let Ok(mut ids) = ids else { return };
+        let Ok(mut ids) = ids else { return false };
         // `RETURNING` gives no order; ids follow the `VALUES`, which follow `rows`.
         ids.sort_unstable_by_key(|(id, _)| *id);
-        if ids.iter().zip(&rows).any(|((_, event_id), row)| *event_id != row.event_id) {
-            // Not as written: leave these to the table, where the relay finds them.
-            return;
+        if ids.len() != rows.len()
+            || ids.iter().zip(&rows).any(|((_, event_id), row)| *event_id != row.event_id)
+        {
+            return false;
         }
         let mut queued = self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if queued.len() + rows.len() > CAPACITY {
-            return;
+            return false;
         }
         queued.extend(ids.into_iter().zip(rows).map(|((id, _), row)| Pending { id, row }));
+        true
     }
 
     /// Leaves ids `first..=last` to be marked published by the next commit.
@@ -108,7 +130,8 @@ impl Feed {
     /// as the table holds all of it.
     pub(crate) fn take(&self, mark: Option<i64>, max: usize) -> Taken {
         let mut queued = self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(mark) = mark else {
+        let missed = self.missed.swap(false, Ordering::Acquire);
+        let Some(mark) = mark.filter(|_| !missed) else {
             queued.clear();
             return Taken::Gap;
         };
@@ -254,6 +277,20 @@ mod tests {
         assert!(!feed.has_marks());
         assert!(published(&db, "a").await && published(&db, "b").await);
         assert!(!published(&db, "c").await, "not sent yet");
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn rows_a_commit_could_not_queue_send_the_relay_to_the_table() {
+        let database = testkit::TestDatabase::create_on(testkit::TestBackend::Sqlite).await;
+        let db = crate::db::Db::connect(&database.url, &[]).await.expect("connect");
+        publish(&db, &["a"]).await.commit().await.expect("commit");
+        let feed = db.feed().expect("SQLite's");
+        let Taken::Rows(rows) = feed.take(Some(0), 10) else { panic!("row a") };
+        // A commit whose returned rows do not match what it wrote (none here).
+        feed.queue(vec![OutboxRow::for_test("b")], &[]);
+        assert!(matches!(feed.take(Some(rows[0].id), 10), Taken::Gap));
+        assert!(matches!(feed.take(Some(rows[0].id), 10), Taken::Nothing), "once");
         db.close().await;
     }
 

@@ -84,6 +84,9 @@ impl std::fmt::Debug for Relay {
 /// Key of the PostgreSQL advisory lock that serialises the relays of one database.
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 
+/// How long a stopping relay lets a batch in flight finish.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// What became of a batch: how many rows Kafka acknowledged, in order up to the first
 /// failure, and that failure.
 struct Sent {
@@ -164,9 +167,9 @@ impl Relay {
         self.step(true, true).await
     }
 
-    /// One batch. On SQLite, when no commit handed the relay rows since its last batch,
-    /// it reads the table only if `read_when_idle`: woken by a commit whose rows an
-    /// earlier batch took, it would find nothing there. Unless `mark_now`, handed-over rows
+    /// One batch. On SQLite, when no commit handed the relay rows since its last batch
+    /// and none missed doing so, it reads the table only if `read_when_idle`: woken by a
+    /// commit whose rows an earlier batch took, it would find nothing there. Unless `mark_now`, handed-over rows
     /// are marked published by a later commit ([`super::feed`]).
     async fn step(&self, read_when_idle: bool, mark_now: bool) -> Result<usize, RelayError> {
         match self.db.feed() {
@@ -247,9 +250,12 @@ impl Relay {
 
     /// Marks published what was left to mark, in a commit of its own, when there is any.
     async fn write_marks(&self, feed: &Feed) -> Result<(), sqlx::Error> {
+        // The writer first: a commit that took the marks may be running still, and until
+        // it ends the table shows their rows pending.
+        let tx = self.db.begin_write().await?;
         if feed.has_marks() {
             // The commit takes them.
-            self.db.begin_write().await?.commit().await?;
+            tx.commit().await?;
         }
         Ok(())
     }
@@ -327,7 +333,8 @@ impl Relay {
         headers
     }
 
-    /// Events waiting to be published.
+    /// Events waiting to be published (on SQLite, until the commit that marks them, also
+    /// those sent in the last moments).
     pub async fn backlog(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL")
             .fetch_one(self.db.pool())
@@ -348,12 +355,20 @@ impl Relay {
         let mut listener = listen(&self.db).await;
         let mut failures = 0u32;
         // Whether to read the table when no rows were handed over: not when a commit
-        // rang, as that commit's rows are either handed over or were taken already.
+        // rang, as that commit's rows are handed over, taken already, or noted as missed.
         let mut read_when_idle = true;
         while !shutdown.is_cancelled() {
+            let step = self.step(read_when_idle, false);
+            tokio::pin!(step);
             let outcome = tokio::select! {
-                outcome = self.step(read_when_idle, false) => outcome,
-                () = shutdown.cancelled() => break,
+                outcome = &mut step => outcome,
+                () = shutdown.cancelled() => {
+                    // A batch in flight gets a moment to finish (its acks come within
+                    // milliseconds while Kafka is up), so that its rows are marked, not
+                    // sent again after a restart.
+                    let _ = tokio::time::timeout(STOP_GRACE, step).await;
+                    break;
+                }
             };
             read_when_idle = true;
             match outcome {
@@ -370,7 +385,10 @@ impl Relay {
                     // sends more, smaller requests, each a cost to the broker and to
                     // every consumer.
                     if n > 0 {
-                        self.db.writers_queued_now().await;
+                        tokio::select! {
+                            () = self.db.writers_queued_now() => {}
+                            () = shutdown.cancelled() => break,
+                        }
                     }
                 }
                 Err(error) => {

@@ -208,7 +208,10 @@ async fn sent_rows_are_marked_by_the_next_commit_or_when_the_relay_stops() {
     sent(1).await;
     commit_order(&db, &topic, order_id, 2).await;
     sent(2).await;
-    let backlog = relay.backlog().await.expect("backlog");
+    if db.backend() == platform::db::Backend::Sqlite {
+        // Sent, and its mark left to the next commit of the service.
+        assert_eq!(relay.backlog().await.expect("backlog"), 1);
+    }
     // Commits of the service that publish nothing: the relay leaves its mark to one of
     // them (the first, unless it comes between the ack and the relay's hand-over).
     eventually(Duration::from_secs(10), "a commit marked the row", || async {
@@ -223,13 +226,8 @@ async fn sent_rows_are_marked_by_the_next_commit_or_when_the_relay_stops() {
     sent(3).await;
     stop.cancel();
     relaying.await.expect("relay task");
-    let after_the_stop = relay.backlog().await.expect("backlog");
-    match db.backend() {
-        // Sent, and marked by the next commit of the service, or as the relay stops.
-        platform::db::Backend::Sqlite => assert_eq!((backlog, after_the_stop), (1, 0)),
-        // Marked with the sending.
-        platform::db::Backend::Postgres => assert_eq!((backlog, after_the_stop), (0, 0)),
-    }
+    // Marked as the relay stopped (on PostgreSQL with the sending).
+    assert_eq!(relay.backlog().await.expect("backlog"), 0);
     assert_eq!(quantities_on(&topic).await, [1, 2, 3]);
 }
 
