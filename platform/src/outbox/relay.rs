@@ -169,8 +169,9 @@ impl Relay {
 
     /// One batch. On SQLite, when no commit handed the relay rows since its last batch
     /// and none missed doing so, it reads the table only if `read_when_idle`: woken by a
-    /// commit whose rows an earlier batch took, it would find nothing there. Unless `mark_now`, handed-over rows
-    /// are marked published by a later commit ([`super::feed`]).
+    /// commit whose rows an earlier batch took, it would find nothing there. Unless
+    /// `mark_now`, handed-over rows are marked published by a later commit
+    /// ([`super::feed`]).
     async fn step(&self, read_when_idle: bool, mark_now: bool) -> Result<usize, RelayError> {
         match self.db.feed() {
             Some(feed) => self.publish_fed(feed, read_when_idle, mark_now).await,
@@ -336,9 +337,7 @@ impl Relay {
     /// Events waiting to be published (on SQLite, until the commit that marks them, also
     /// those sent in the last moments).
     pub async fn backlog(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL")
-            .fetch_one(self.db.pool())
-            .await
+        super::backlog(&self.db).await
     }
 
     /// Publishes until `shutdown` is cancelled: a batch whenever a commit rings, at least
