@@ -23,8 +23,8 @@
 //! second by its id.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -97,7 +97,7 @@ impl Feed {
         {
             return false;
         }
-        let mut queued = self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queued = lock(&self.queued);
         if queued.len() + rows.len() > CAPACITY {
             return false;
         }
@@ -107,7 +107,7 @@ impl Feed {
 
     /// Leaves ids `first..=last` to be marked published by the next commit.
     pub(crate) fn mark_later(&self, first: i64, last: i64) {
-        let mut marks = self.marks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut marks = lock(&self.marks);
         *marks = Some(match *marks {
             Some((from, to)) => (from.min(first), to.max(last)),
             None => (first, last),
@@ -117,19 +117,19 @@ impl Feed {
     /// The ids left to mark, for a commit to mark them; it gives them back with
     /// [`Feed::mark_later`] if it fails.
     pub(crate) fn take_marks(&self) -> Option<(i64, i64)> {
-        self.marks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+        lock(&self.marks).take()
     }
 
     /// Whether ids wait to be marked.
     pub(crate) fn has_marks(&self) -> bool {
-        self.marks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
+        lock(&self.marks).is_some()
     }
 
     /// Takes up to `max` queued rows that follow `mark` without a hole. Rows up to the
     /// mark (read from the table meanwhile) are dropped; on a gap the queue is cleared,
     /// as the table holds all of it.
     pub(crate) fn take(&self, mark: Option<i64>, max: usize) -> Taken {
-        let mut queued = self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queued = lock(&self.queued);
         let missed = self.missed.swap(false, Ordering::Acquire);
         let Some(mark) = mark.filter(|_| !missed) else {
             queued.clear();
@@ -147,6 +147,12 @@ impl Feed {
         let run = queued.iter().zip(mark + 1..).take(max).take_while(|(row, id)| row.id == *id).count();
         Taken::Rows(queued.drain(..run).collect())
     }
+}
+
+/// `mutex`'s guard. Nothing under these locks panics halfway, so a poisoned one holds
+/// whole data: go on with it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
